@@ -1,0 +1,107 @@
+"""Building blocks shared by the networks: channel scaling, stems, inception blocks and the valid-padding tail."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Blocks (0-based) preceded by a 2x2 average pooling in the 8-block inception trunk (paper Sec. 4.2).
+POOL_BEFORE = (0, 3, 5)
+N_BLOCKS = 8
+
+
+def scale(channels: int, mult: float, floor: int = 4) -> int:
+    """``channels * mult`` rounded, never below ``floor`` (tiny demo widths must still be trainable)."""
+    return max(floor, int(round(channels * mult)))
+
+
+class Stem(nn.Sequential):
+    """5x5 conv + PReLU, then 3x3 conv + tanh: both compress the dynamic range (Treyer et al. 2023)."""
+
+    def __init__(self, in_chans: int, c1: int, c2: int):
+        super().__init__(nn.Conv2d(in_chans, c1, 5, padding=2), nn.PReLU(), nn.Conv2d(c1, c2, 3, padding=1), nn.Tanh())
+        self.out_chans = c2
+
+
+class Inception(nn.Module):
+    """Inception block: 1x1->3x3, 1x1->5x5, 3x3 avg-pool->1x1 and plain 1x1 branches, concatenated.
+
+    Parameters
+    ----------
+    red, b3, b5, pool, b1 : int
+        1x1 reduction width, 3x3 and 5x5 branch widths (``b5 = 0`` drops that branch), pool and 1x1 branch widths.
+    act : {"relu", "prelu"}
+        Activation after every conv.
+    pool_first : bool
+        Pool then 1x1 (Szegedy et al. 2015) or 1x1 then pool (P19's public code).
+    """
+
+    def __init__(self, in_chans, red, b3, b5, pool, b1, act="relu", pool_first=True):
+        super().__init__()
+
+        def cba(cin, cout, k):
+            return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.PReLU() if act == "prelu" else nn.ReLU()]
+
+        avg = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        self.b3 = nn.Sequential(*cba(in_chans, red, 1), *cba(red, b3, 3))
+        self.b5 = nn.Sequential(*cba(in_chans, red, 1), *cba(red, b5, 5)) if b5 else None
+        self.bp = (
+            nn.Sequential(avg, *cba(in_chans, pool, 1)) if pool_first else nn.Sequential(*cba(in_chans, pool, 1), avg)
+        )
+        self.b1 = nn.Sequential(*cba(in_chans, b1, 1))
+        self.out_chans = b3 + b5 + pool + b1
+
+    def forward(self, x):
+        outs = [self.b1(x), self.b3(x), self.bp(x)]
+        if self.b5 is not None:
+            outs.insert(2, self.b5(x))
+        return torch.cat(outs, 1)
+
+
+def inception_stage(in_chans: int, start: int, stop: int, widths: dict, mult: float) -> tuple[nn.Sequential, int]:
+    """Blocks ``start .. stop-1`` of the 8-block trunk, with pooling where the trunk has it; returns (stage, out)."""
+    layers, c = [], in_chans
+    for i in range(start, stop):
+        if i in POOL_BEFORE:
+            layers.append(nn.AvgPool2d(2, 2, ceil_mode=True))
+        block = Inception(c, **{k: scale(v, mult) for k, v in widths.items()})
+        layers.append(block)
+        c = block.out_chans
+    return nn.Sequential(*layers), c
+
+
+def pooled_size(size: int, n_pools: int) -> int:
+    """Spatial size after ``n_pools`` 2x2 ceil-mode poolings."""
+    for _ in range(n_pools):
+        size = -(-size // 2)
+    return size
+
+
+class ValidTail(nn.Sequential):
+    """Valid-padding convs from ``size`` x ``size`` maps down to ``out_chans`` maps of 1x1.
+
+    3x3 valid convs (``mid`` maps) while the maps are larger than 3 pixels, then one conv whose kernel is the
+    remaining size: at 64x64 input (8x8 here) that is 8->6->4->2->1; smaller inputs just use fewer 3x3 convs.
+    """
+
+    def __init__(self, in_chans: int, size: int, mid: int, out_chans: int):
+        layers, c = [], in_chans
+        while size > 3:
+            layers += [nn.Conv2d(c, mid, 3), nn.ReLU()]
+            c, size = mid, size - 2
+        layers += [nn.Conv2d(c, out_chans, size), nn.ReLU(), nn.Flatten()]
+        super().__init__(*layers)
+        self.out_chans = out_chans
+
+
+def init_weights(model: nn.Module) -> nn.Module:
+    """He-normal convs and linears with zero biases.
+
+    Why: PyTorch's default init shrinks activations ~sqrt(3)x per layer, so after the ~25 conv layers here the
+    input-dependent part of the latent vector was ~1e-7 of its bias-driven part at init.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return model

@@ -1,0 +1,68 @@
+"""Redshift PDFs on the z-grid: point estimates and the qp-readable HDF5 store.
+
+The store follows qp's own layout for a ``hist`` ensemble, so that ``qp.read(path)`` opens it: ``meta/bins``
+(1, n_bins + 1) holds the z edges, ``data/pdfs`` (N, n_bins) the probabilities per bin (rows sum to one) and
+``ancil/object_id`` (N,) the objects. qp reads every top-level key as a table, so nothing else may sit there.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from pipeline import io
+
+
+def write_pdfs(path, object_id, pdf, z_edges, **ancil) -> None:
+    """Write PDFs atomically in qp's ``hist`` layout; ``ancil`` arrays (N,) are stored beside ``object_id``."""
+    pdf = np.asarray(pdf, dtype=np.float32)
+    z_edges = np.asarray(z_edges, dtype=np.float64)
+    if pdf.ndim != 2 or pdf.shape[1] != len(z_edges) - 1:
+        raise ValueError(f"pdf shape {pdf.shape} does not match {len(z_edges) - 1} bins")
+    with io.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f["meta/bins"] = z_edges[None, :]
+        f["meta/pdf_name"] = np.array([b"hist"])
+        f["meta/pdf_version"] = np.array([0])
+        f.create_dataset("data/pdfs", data=pdf, chunks=(min(len(pdf), 4096) or 1, pdf.shape[1]), compression="gzip")
+        f["ancil/object_id"] = np.asarray(object_id, dtype=np.int64)
+        for key, values in ancil.items():
+            f[f"ancil/{key}"] = np.asarray(values)
+
+
+def read_pdfs(path) -> dict:
+    """Read a PDF store: ``object_id`` (N,), ``pdf`` (N, n_bins), ``z_edges`` (n_bins + 1,) and the ancil arrays."""
+    with h5py.File(path, "r") as f:
+        out = {key: f[f"ancil/{key}"][()] for key in f["ancil"]}
+        out["pdf"] = f["data/pdfs"][()]
+        out["z_edges"] = f["meta/bins"][0]
+    return out
+
+
+def quantiles(pdf: np.ndarray, z_edges: np.ndarray, q) -> np.ndarray:
+    """Quantiles (N, len(q)) of bin-probability PDFs, interpolating the CDF linearly inside each bin."""
+    cdf = np.concatenate([np.zeros((len(pdf), 1)), np.cumsum(pdf, axis=1, dtype=np.float64)], axis=1)
+    cdf /= cdf[:, -1:]
+    q = np.atleast_1d(q)
+    out = np.empty((len(pdf), len(q)))
+    for j, qj in enumerate(q):
+        # first edge where the CDF reaches q: the quantile lies in the bin ending there
+        k = np.clip((cdf < qj).sum(axis=1), 1, len(z_edges) - 1)
+        rows = np.arange(len(pdf))
+        c0, c1 = cdf[rows, k - 1], cdf[rows, k]
+        frac = np.where(c1 > c0, (qj - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.5)
+        out[:, j] = z_edges[k - 1] + np.clip(frac, 0, 1) * (z_edges[k] - z_edges[k - 1])
+    return out
+
+
+def point_estimates(pdf: np.ndarray, z_edges: np.ndarray) -> dict:
+    """``z_phot`` (median, the paper's choice), ``z_mode``, ``z_mean`` (bin centres) and the 68% interval."""
+    centres = 0.5 * (z_edges[1:] + z_edges[:-1])
+    norm = pdf / pdf.sum(axis=1, keepdims=True)
+    q = quantiles(norm, z_edges, [0.5, 0.16, 0.84])
+    return {
+        "z_phot": q[:, 0],
+        "z_mode": centres[np.argmax(norm, axis=1)],
+        "z_mean": norm @ centres,
+        "z_lo68": q[:, 1],
+        "z_hi68": q[:, 2],
+    }

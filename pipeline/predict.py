@@ -1,0 +1,124 @@
+"""Catalog-wide photo-z (``photoz predict``): every (fold, seed) model predicts, and their PDFs are averaged.
+
+The cutouts are read in blocks, so memory stays bounded whatever the size of the catalog; the workflow scatters
+the catalog over chunks and merges the chunk tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from pipeline import inference, io
+from pipeline import log as plog
+from pipeline.ensemble import predictions_table, write_predictions
+
+log = logging.getLogger("pipeline.predict")
+
+BLOCK = 4096
+
+
+def load_models(paths: list) -> list[tuple]:
+    """Load every checkpoint; all must share bands, image size and redshift grid."""
+    models = []
+    for path in paths:
+        expect = {k: models[0][1][k] for k in ("bands", "image_size", "zgrid")} if models else None
+        models.append(inference.model_from_checkpoint(path, expect))
+    if not models:
+        raise ValueError("no model checkpoints given")
+    return models
+
+
+def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, out, device: str = "auto") -> int:
+    """Average the PDFs of all models for every object of a cutout file; write predictions to ``out``."""
+    from pipeline.zgrid import ZGrid
+
+    models = load_models(model_paths)
+    meta = models[0][1]
+    zgrid = ZGrid(**meta["zgrid"])
+    dev = inference.pick_device(device)
+    with h5py.File(cutouts, "r") as f:
+        bands = [str(b) for b in f.attrs["bands"]]
+        if bands != list(meta["bands"]) or int(f.attrs["size"]) != meta["image_size"]:
+            raise ValueError(
+                f"{cutouts}: bands {bands} / size {int(f.attrs['size'])} do not match the models' "
+                f"{meta['bands']} / {meta['image_size']}"
+            )
+        object_id = f["object_id"][()]
+        coverage = f["coverage"][()]
+        ebv = _ebv_for(object_id, sources)
+        probs = np.zeros((len(object_id), zgrid.n_bins), np.float32)
+        z_reg = np.zeros(len(object_id), np.float32)
+        for start in plog.progress(range(0, len(object_id), BLOCK), total=-(-len(object_id) // BLOCK), desc="predict"):
+            cubes = f["cubes"][start : start + BLOCK]
+            for model, m in models:
+                p, r = inference.predict_batches(
+                    model, cubes, ebv[start : start + BLOCK], m["norm_mean"], m["norm_std"], dev, zgrid.n_bins
+                )
+                probs[start : start + len(p)] += p / len(models)
+                z_reg[start : start + len(p)] += r / len(models)
+    table = predictions_table(object_id, probs, zgrid.edges, z_reg=z_reg, min_coverage=coverage.min(axis=1))
+    if sources is not None:
+        keep = [c for c in sources.columns if c not in table.columns or c == "object_id"]
+        table = table.merge(sources[keep], on="object_id", how="left", validate="one_to_one")
+    table["n_members"] = len(models)
+    write_predictions(table, probs, zgrid.edges, out)
+    log.info("wrote photo-z of %d objects from %d models to %s", len(table), len(models), out)
+    return len(table)
+
+
+def _ebv_for(object_id, sources) -> np.ndarray:
+    if sources is None or "ebv" not in sources.columns:
+        from pipeline.specz import ebv_at
+
+        if sources is None:
+            raise ValueError("--sources is needed for E(B-V) (a column 'ebv', or ra/dec to read the SFD map)")
+        rows = sources.set_index("object_id").loc[object_id]
+        return ebv_at(rows.ra, rows.dec).astype(np.float32)
+    return sources.set_index("object_id").loc[object_id, "ebv"].to_numpy(np.float32)
+
+
+def merge_chunks(chunks: list, out) -> pd.DataFrame:
+    """Concatenate chunk predictions (and their PDFs) into one catalog; writes Parquet and, beside it, FITS."""
+    from astropy.table import Table
+
+    from pipeline import pdf
+    from pipeline.ensemble import pdf_path_for
+
+    tables = [io.read_table(c) for c in chunks]
+    stores = [pdf.read_pdfs(pdf_path_for(c)) for c in chunks]
+    table = pd.concat(tables, ignore_index=True)
+    if table.object_id.duplicated().any():
+        raise ValueError("an object appears in more than one chunk")
+    write_predictions(table, np.concatenate([s["pdf"] for s in stores]), stores[0]["z_edges"], out)
+    fits_path = str(out).removesuffix(".parquet") + ".fits"
+    with io.atomic_path(fits_path) as tmp:
+        Table.from_pandas(table).write(tmp, format="fits")
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="photoz predict", description=__doc__.splitlines()[0])
+    parser.add_argument("--cutouts", help="cutout file of the sources to predict (HDF5)")
+    parser.add_argument("--models", nargs="+", help="model.pt of every (fold, seed) run of one model")
+    parser.add_argument("--sources", help="source catalog (E(B-V) and columns carried into the output)")
+    parser.add_argument("--merge", nargs="+", help="instead of predicting, merge these chunk predictions")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", required=True, help="predictions (Parquet); PDFs go to <stem>.pdf.hdf5")
+    args = parser.parse_args(argv)
+    plog.setup()
+    if args.merge:
+        merge_chunks(args.merge, args.out)
+        return
+    if not (args.cutouts and args.models):
+        parser.error("--cutouts and --models are required unless --merge is given")
+    sources = io.read_table(args.sources) if args.sources else None
+    predict_catalog(args.cutouts, args.models, sources, args.out, args.device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""A self-contained HTML report of the models' metrics, comparisons and figures (figures embedded as PNG).
+
+Model names are the file stems of the predictions and metrics files; comparison JSONs carry their own
+``baseline``/``candidate`` names. Run as ``photoz report`` or ``python -m pipeline.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import platform
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import pipeline
+from pipeline import io, log
+from pipeline import report_figures as figs
+
+logger = logging.getLogger(__name__)
+
+_CSS = """body{font-family:sans-serif;max-width:1200px;margin:1em auto;color:#222}
+table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
+th{background:#eee}td.l,th.l{text-align:left}.sig{background:#cfc}pre{background:#f6f6f6;padding:0.5em}
+img{max-width:100%}"""
+
+
+def _stem(path) -> str:
+    name = Path(path).name
+    for suffix in (".parquet", ".json"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _fmt(x, scale=1.0, digits=2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x * scale:.{digits}f}"
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _summary_table(metrics: dict[str, dict]) -> str:
+    head = (
+        "<tr><th class=l>model</th><th>&sigma;<sub>MAD</sub> [10<sup>-3</sup>]</th><th>&eta; [%]</th>"
+        "<th>&lt;&Delta;z&gt; [10<sup>-3</sup>]</th><th>n</th><th>outlier threshold</th><th>CRPS</th>"
+        "<th>68% coverage</th><th>PIT KS</th></tr>"
+    )
+    rows = []
+    for name, m in metrics.items():
+        pdf = m.get("pdf", {})
+        rows.append(
+            f"<tr><td class=l>{escape(name)}</td><td>{_fmt(m['sigma_mad'], 1e3)}</td>"
+            f"<td>{_fmt(m['outlier_fraction'], 100)}</td><td>{_fmt(m['bias'], 1e3)}</td><td>{m['n']}</td>"
+            f"<td>{_fmt(m.get('outlier_threshold'), 1, 3)}</td><td>{_fmt(pdf.get('crps_mean'), 1, 5)}</td>"
+            f"<td>{_fmt(pdf.get('coverage_68'), 100, 1)}</td><td>{_fmt(pdf.get('ks', {}).get('statistic'), 1, 4)}"
+            "</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _compare_table(comparisons: list[dict], alpha: float = 0.05) -> str:
+    head = (
+        "<tr><th class=l>baseline (A)</th><th class=l>candidate (B)</th><th class=l>metric</th><th>M<sub>A</sub></th>"
+        "<th>M<sub>B</sub></th><th>&delta; = M<sub>A</sub> - M<sub>B</sub></th><th>G(M)</th><th>p-value</th>"
+        "<th>n shared</th><th>K</th></tr>"
+    )
+    scale = {"sigma_mad": (1e3, "10^-3"), "outlier_fraction": (100, "%"), "abs_bias": (1e3, "10^-3")}
+    rows = []
+    for c in comparisons:
+        for name, r in c["metrics"].items():
+            s, unit = scale.get(name, (1.0, ""))
+            cls = ' class="sig"' if r["p_value"] < alpha else ""
+            gain = "-" if r.get("gain") is None else f"{100 * r['gain']:.2f}%"
+            # A p-value of 0 only says that no resample reached delta: it is below 1/K, not zero.
+            p = f"&lt; {1 / c['n_boot']:.1g}" if r["p_value"] == 0 else f"{r['p_value']:.4g}"
+            rows.append(
+                f"<tr><td class=l>{escape(str(c.get('baseline', 'A')))}</td>"
+                f"<td class=l>{escape(str(c.get('candidate', 'B')))}</td><td class=l>{escape(name)} [{unit}]</td>"
+                f"<td>{_fmt(r['value_a'], s, 3)}</td><td>{_fmt(r['value_b'], s, 3)}</td>"
+                f"<td>{_fmt(r['delta'], s, 3)}</td><td>{gain}</td><td{cls}>{p}</td>"
+                f"<td>{c['n_shared']}</td><td>{c['n_boot']}</td></tr>"
+            )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _versions() -> dict:
+    v = {"python": platform.python_version(), "numpy": np.__version__, "pipeline": pipeline.__version__}
+    try:
+        import torch
+
+        v["torch"] = torch.__version__
+    except ImportError:
+        v["torch"] = "not installed"
+    return v
+
+
+def render_report(
+    predictions: dict[str, pd.DataFrame],
+    metrics: dict[str, dict],
+    comparisons: list[dict],
+    config_text: str | None = None,
+    mag_column: str | None = None,
+) -> str:
+    """Build the report page.
+
+    Parameters
+    ----------
+    predictions : dict
+        Model name to predictions DataFrame (``z_spec``, ``z_phot``, optionally the magnitude column).
+    metrics : dict
+        Model name to metrics dict from :func:`pipeline.metrics.evaluate`.
+    comparisons : list of dict
+        Results of :func:`pipeline.bootstrap.paired_bootstrap` with ``baseline``/``candidate`` names.
+    config_text : str, optional
+        The configuration YAML, shown verbatim (escaped).
+    mag_column : str, optional
+        Magnitude column for the grey histogram; defaults to the one named in the metrics.
+
+    Returns
+    -------
+    str
+        The HTML page; every text taken from the inputs is escaped.
+    """
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Photo-z report</title><style>{_CSS}</style>"]
+    parts.append("</head><body><h1>Photometric redshift report</h1>")
+    parts.append("<h2>Metrics</h2>")
+    if metrics:
+        parts.append(_summary_table(metrics))
+        parts.append(
+            "<p>&Delta;z = (z<sub>phot</sub> - z<sub>spec</sub>)/(1 + z<sub>spec</sub>); &sigma;<sub>MAD</sub> = "
+            "1.4826 median(|&Delta;z - median &Delta;z|); &eta;: |&Delta;z| &ge; threshold; bias: mean &Delta;z.</p>"
+        )
+    else:
+        parts.append("<p>No metrics given.</p>")
+    if comparisons:
+        parts.append("<h2>Paired bootstrap comparisons</h2>")
+        parts.append(_compare_table(comparisons))
+        parts.append(
+            "<p>G(M) = (|M<sub>A</sub>| - |M<sub>B</sub>|)/|M<sub>A</sub>|; p = fraction of resamples with "
+            "(&delta;<sub>boot</sub> - &delta;) &ge; &delta; (paper eq. D.3); green: p &lt; 0.05.</p>"
+        )
+    first = next(iter(predictions.values()), None)
+    if metrics:
+        mag_column = mag_column or next((m["mag_column"] for m in metrics.values() if "mag_column" in m), None)
+        values = {}
+        if first is not None:
+            values["z_spec"] = first["z_spec"].dropna().to_numpy()
+            if mag_column and mag_column in first.columns:
+                values["mag"] = first[mag_column].dropna().to_numpy()
+        parts.append("<h2>&sigma;<sub>MAD</sub> against magnitude and redshift</h2>")
+        parts.append("<p>Equal-count bins; error bars: standard deviation between folds; dashed: overall.</p>")
+        parts.append(_img(figs.sigma_mad_binned(metrics, values), "sigma_MAD binned"))
+    if predictions:
+        parts.append("<h2>z<sub>phot</sub> against z<sub>spec</sub></h2>")
+        for name, df in predictions.items():
+            ok = np.isfinite(df["z_spec"]) & np.isfinite(df["z_phot"])
+            parts.append(_img(figs.density(df["z_spec"][ok].to_numpy(), df["z_phot"][ok].to_numpy(), name), name))
+    pits = {n: m["pdf"]["pit_hist"] for n, m in metrics.items() if "pdf" in m}
+    if pits:
+        parts.append("<h2>PIT histograms</h2>")
+        for name, h in pits.items():
+            parts.append(_img(figs.pit_histogram(h, name), f"PIT {name}"))
+    if comparisons:
+        parts.append("<h2>Bootstrap distributions</h2>")
+        for c in comparisons:
+            title = f"{c.get('baseline', 'A')} (A) vs {c.get('candidate', 'B')} (B), K={c['n_boot']}"
+            parts.append(f"<h3>{escape(title)}</h3>")
+            for name, r in c["metrics"].items():
+                parts.append(_img(figs.bootstrap_panel(name, r), f"bootstrap {name}"))
+    parts.append("<h2>Configuration</h2>")
+    parts.append(f"<pre>{escape(config_text)}</pre>" if config_text else "<p>No configuration given.</p>")
+    parts.append("<h2>Software</h2><table>")
+    parts += [f"<tr><td class=l>{escape(k)}</td><td class=l>{escape(v)}</td></tr>" for k, v in _versions().items()]
+    parts.append("</table></body></html>")
+    return "\n".join(parts)
+
+
+def _need(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"report input not found: {path}")
+    return path
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="photoz report", description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", nargs="*", default=[], help="predictions Parquet files")
+    parser.add_argument("--metrics", nargs="*", default=[], help="metrics JSON files")
+    parser.add_argument("--compare", nargs="*", default=[], help="comparison JSON files")
+    parser.add_argument("--config", default=None, help="configuration YAML to show")
+    parser.add_argument("--out", required=True, help="HTML page to write")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    log.setup(args.verbose)
+    predictions = {_stem(p): pd.read_parquet(_need(p)) for p in args.predictions}
+    metrics = {_stem(p): io.read_json(_need(p)) for p in args.metrics}
+    comparisons = [io.read_json(_need(p)) for p in args.compare]
+    config_text = _need(args.config).read_text() if args.config else None
+    page = render_report(predictions, metrics, comparisons, config_text)
+    with io.atomic_path(args.out) as tmp:
+        tmp.write_text(page)
+    logger.info("report written to %s", args.out)
+
+
+if __name__ == "__main__":
+    main()

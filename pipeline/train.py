@@ -1,0 +1,316 @@
+"""Train one model on one fold with one seed (``photoz train``): the unit the workflow scatters.
+
+Writes into its run folder: ``checkpoint.pt`` after every epoch (the resume point), ``history.csv``, and at the
+end ``model.pt`` (final weights with their resolved config and code version) and ``test_pdf.h5`` (the held-out
+fold's PDFs and regression estimates). A job killed at any moment and started again resumes from its last
+checkpoint; on the CPU the final weights equal those of an uninterrupted run, because every random draw of an
+epoch (shuffle, augmentation, dropout) is seeded from (seed, fold, epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from pipeline import datacube, inference, io, pdf
+from pipeline.preprocess import standardise
+from pipeline.zgrid import ZGrid
+
+log = logging.getLogger("pipeline.train")
+
+# beyond the model's identity, what a checkpoint must share with this run to be resumed from
+RESUME_KEYS = ("fold", "seed", "training", "norm_mean", "tag")
+
+
+def sigma_mad(z_phot, z_spec) -> float:
+    dz = (np.asarray(z_phot) - np.asarray(z_spec)) / (1 + np.asarray(z_spec))
+    return float(1.4826 * np.median(np.abs(dz - np.median(dz)))) if len(dz) else float("nan")
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random flips and 90-degree rotations, drawn per object and applied to the batch in at most 8 groups."""
+    code = torch.randint(0, 8, (x.shape[0],), generator=gen, device="cpu").to(x.device)
+    out = torch.empty_like(x)
+    for c in range(8):
+        sel = code == c
+        if sel.any():
+            y = torch.rot90(x[sel], c % 4, dims=(2, 3))
+            out[sel] = torch.flip(y, dims=(3,)) if c >= 4 else y
+    return out
+
+
+def regression_loss(z_reg, z, kind: str) -> torch.Tensor:
+    if kind == "mae":
+        return (z_reg - z).abs().mean()
+    if kind == "rmse":
+        return torch.sqrt(((z_reg - z) ** 2).mean() + 1e-12)
+    return ((z_reg - z).abs() / (1 + z)).mean()  # nmae
+
+
+def split_inner(train_idx: np.ndarray, val_fraction: float, seed: int, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inner validation split drawn from the training folds only, never from the test fold."""
+    perm = np.random.default_rng([seed, fold, 7919]).permutation(train_idx)
+    n_val = int(round(val_fraction * len(perm)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+class Run:
+    """Everything one (model, fold, seed) training job holds; built from the config and the datacube."""
+
+    def __init__(self, cfg: dict, model_name: str, fold: int, seed: int, cube_path, out_dir):
+        self.cfg, self.tcfg = cfg, cfg["training"]
+        self.fold, self.seed, self.out = fold, seed, Path(out_dir)
+        self.zgrid = ZGrid.from_config(cfg["zgrid"])
+        data = datacube.load(cube_path)
+        n_folds = int(data["attrs"]["n_folds"])
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"fold {fold} out of range: the datacube has {n_folds} folds")
+        spec = cfg["models"][model_name]
+        self.meta = {
+            "model": model_name,
+            "arch": spec["arch"],
+            "options": dict(spec.get("options", {})),
+            "bands": data["attrs"]["bands"],
+            "image_size": int(data["attrs"]["size"]),
+            "zgrid": self.zgrid.as_dict(),
+            "fold": fold,
+            "seed": seed,
+            "training": self.tcfg,
+            "code_version": inference.code_version(),
+            "norm_mean": data["norm_mean"][fold].tolist(),
+            "norm_std": data["norm_std"][fold].tolist(),
+        }
+        self.device = inference.pick_device(self.tcfg["device"])
+        self.data = data
+        is_test = data["fold"] == fold
+        self.test_idx = np.flatnonzero(is_test)
+        self.train_idx, self.val_idx = split_inner(np.flatnonzero(~is_test), self.tcfg["val_fraction"], seed, fold)
+        if len(self.train_idx) == 0 or len(self.test_idx) == 0:
+            raise ValueError(f"fold {fold}: {len(self.train_idx)} training and {len(self.test_idx)} test objects")
+        mean = torch.tensor(data["norm_mean"][fold])
+        std = torch.tensor(data["norm_std"][fold])
+        # the whole (small enough) cube lives on the device once, standardised; batches are index gathers
+        self.x = standardise(torch.from_numpy(data["cubes"]), mean, std).to(self.device)
+        self.ebv = torch.from_numpy(data["ebv"].astype(np.float32)).to(self.device)
+        self.z = torch.from_numpy(data["z_spec"].astype(np.float32)).to(self.device)
+        self.label = torch.from_numpy(self.zgrid.bin_index(data["z_spec"])).to(self.device)
+        torch.manual_seed(seed)
+        self.model = inference.build_from_meta(self.meta).to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tcfg["lr"], weight_decay=self.tcfg["weight_decay"])
+        epochs = self.tcfg["epochs"]
+        if self.tcfg["lr_schedule"] == "cosine":
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=epochs)
+        else:
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda _: 1.0)
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.best = {"val_sigma_mad": math.inf, "epoch": -1, "state": None}
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save(self, epoch: int) -> None:
+        inference.save_checkpoint(
+            {
+                "meta": self.meta,
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "history": self.history,
+                "best": {k: v for k, v in self.best.items() if k != "state"},
+                "best_state": self.best["state"] or {},
+            },
+            self.checkpoint_path,
+        )
+
+    def try_resume(self) -> None:
+        if not self.checkpoint_path.exists():
+            return
+        state = inference.load_checkpoint(self.checkpoint_path)
+        same = {k: state["meta"].get(k) for k in (*inference.IDENTITY_KEYS, *RESUME_KEYS)}
+        if inference._canon(same) != inference._canon({k: self.meta[k] for k in same}):
+            log.warning("%s was made with another configuration: starting afresh", self.checkpoint_path)
+            return
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.history = list(state["history"])
+        self.best = {**state["best"], "state": state["best_state"] or None}
+        self.start_epoch = int(state["epoch"]) + 1
+        log.info("resuming from %s after epoch %d", self.checkpoint_path, state["epoch"])
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def loss(self, idx: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        x = self.x[idx]
+        if gen is not None:
+            x = augment(x, gen)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        w = self.tcfg["loss"]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            logits, z_reg = self.model(x, self.ebv[idx])
+        loss = w["classification"] * F.cross_entropy(logits.float(), self.label[idx])
+        if w["regression"] > 0:
+            loss = loss + w["regression"] * regression_loss(z_reg.float(), self.z[idx], w["regression_kind"])
+        return loss
+
+    def epoch(self, epoch: int) -> dict:
+        t0 = time.monotonic()
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, self.fold, epoch]).integers(2**62)))
+        torch.manual_seed(int(gen.initial_seed()) + 1)  # dropout and other in-model draws
+        perm = torch.from_numpy(self.train_idx)[torch.randperm(len(self.train_idx), generator=gen)]
+        self.model.train()
+        total, batches = 0.0, 0
+        bs = self.tcfg["batch_size"]
+        for start in range(0, len(perm), bs):
+            idx = perm[start : start + bs].to(self.device)
+            loss = self.loss(idx, gen if self.tcfg["augment"] else None)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {batches}: stopping; the last good "
+                    f"checkpoint is kept at {self.checkpoint_path} (lower training.lr or check the inputs)"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total += loss.item()
+            batches += 1
+        self.sched.step()
+        row = {"epoch": epoch, "train_loss": total / max(batches, 1), "lr": self.opt.param_groups[0]["lr"]}
+        row.update(self.validate())
+        row["seconds"] = time.monotonic() - t0
+        return row
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        if len(self.val_idx) == 0:
+            return {"val_loss": float("nan"), "val_sigma_mad": float("nan")}
+        self.model.eval()
+        idx = torch.from_numpy(self.val_idx).to(self.device)
+        losses, pdfs = [], []
+        for start in range(0, len(idx), 512):
+            b = idx[start : start + 512]
+            losses.append(self.loss(b, None).item() * len(b))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                logits, _ = self.model(self.x[b], self.ebv[b])
+            pdfs.append(torch.softmax(logits.float(), 1).cpu().numpy())
+        z_phot = pdf.point_estimates(np.concatenate(pdfs), self.zgrid.edges)["z_phot"]
+        return {
+            "val_loss": sum(losses) / len(idx),
+            "val_sigma_mad": sigma_mad(z_phot, self.data["z_spec"][self.val_idx]),
+        }
+
+    def fit(self) -> None:
+        self.try_resume()
+        patience = self.tcfg["early_stopping_patience"]
+        for epoch in range(self.start_epoch, self.tcfg["epochs"]):
+            if patience and epoch - self.best["epoch"] > patience and self.best["epoch"] >= 0:
+                log.info("early stopping: no better validation sigma_MAD for %d epochs", patience)
+                break
+            row = self.epoch(epoch)
+            self.history.append(row)
+            if patience and row["val_sigma_mad"] < self.best["val_sigma_mad"]:
+                state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best = {"val_sigma_mad": row["val_sigma_mad"], "epoch": epoch, "state": state}
+            log.info(
+                "epoch %d/%d  loss %.4f  val_loss %.4f  val_sigma_mad %.4f  (%.1f s)",
+                epoch + 1,
+                self.tcfg["epochs"],
+                row["train_loss"],
+                row["val_loss"],
+                row["val_sigma_mad"],
+                row["seconds"],
+            )
+            self.save(epoch)
+        if patience and self.best["state"] is not None:
+            self.model.load_state_dict(self.best["state"])
+
+    def finish(self) -> None:
+        """Write history, the final model and the test fold's PDFs; model.pt last, as the run's completion mark."""
+        with io.atomic_path(self.out / "history.csv") as tmp:
+            pd.DataFrame(self.history).to_csv(tmp, index=False)
+        mean, std = np.asarray(self.meta["norm_mean"]), np.asarray(self.meta["norm_std"])
+        t = self.test_idx
+        probs, z_reg = inference.predict_batches(
+            self.model, self.data["cubes"][t], self.data["ebv"][t], mean, std, self.device, self.zgrid.n_bins
+        )
+        pdf.write_pdfs(
+            self.out / "test_pdf.h5",
+            self.data["object_id"][t],
+            probs,
+            self.zgrid.edges,
+            z_reg=z_reg,
+            z_spec=self.data["z_spec"][t],
+            fold=np.full(len(t), self.fold),
+            seed=np.full(len(t), self.seed),
+        )
+        z_phot = pdf.point_estimates(probs, self.zgrid.edges)["z_phot"]
+        log.info(
+            "test fold %d: %d objects, sigma_MAD %.4f", self.fold, len(t), sigma_mad(z_phot, self.data["z_spec"][t])
+        )
+        inference.save_checkpoint({"meta": self.meta, "model": self.model.cpu().state_dict()}, self.out / "model.pt")
+
+
+def train_one(cfg: dict, model_name: str, fold: int, seed: int, cube_path, out_dir, tag: str = "") -> Path:
+    """Train, or resume, one (model, fold, seed) run; returns the path of its ``model.pt``.
+
+    ``tag`` (the workflow passes a hash of the training code) is part of the checkpoint's identity, so a job rerun
+    after a code change starts afresh instead of resuming from weights the old code made.
+    """
+    if model_name not in cfg["models"]:
+        raise ValueError(f"model {model_name!r} is not in the config's models: {list(cfg['models'])}")
+    run = Run(cfg, model_name, fold, seed, cube_path, out_dir)
+    run.meta["tag"] = tag
+    n_params = sum(p.numel() for p in run.model.parameters())
+    log.info(
+        "%s fold %d seed %d on %s: %d parameters, %d train / %d val / %d test objects",
+        model_name,
+        fold,
+        seed,
+        run.device,
+        n_params,
+        len(run.train_idx),
+        len(run.val_idx),
+        len(run.test_idx),
+    )
+    run.fit()
+    run.finish()
+    return run.out / "model.pt"
+
+
+def main(argv=None) -> None:
+    from pipeline import log as plog
+    from pipeline.config import load_config
+
+    parser = argparse.ArgumentParser(prog="photoz train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="workflow config (training, zgrid and models are read)")
+    parser.add_argument("--datacube", required=True, help="datacube store from photoz pack (HDF5)")
+    parser.add_argument("--model", required=True, help="name of a model of the config")
+    parser.add_argument("--fold", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--out-dir", required=True, help="run folder (checkpoint.pt, history.csv, model.pt, ...)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--tag", default="", help="code hash: a checkpoint with another tag is not resumed")
+    args = parser.parse_args(argv)
+    plog.setup()
+    inference.set_threads(args.threads)
+    cfg = load_config(args.config, sections=("training", "zgrid", "models"))
+    train_one(cfg, args.model, args.fold, args.seed, args.datacube, args.out_dir, args.tag)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Tests of the cutout step on small synthetic FITS tiles (and on real SDSS frames when they are present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from pipeline import cutouts, resample
+from pipeline.cutouts import extract_cutouts, shard_of, write_cutouts
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SDSS = DATA / "sdss-frames" / "001035-6-0017"
+RA0, DEC0 = 150.0, 2.0
+SCALE = 0.396
+
+
+def tile_wcs(ra, dec, shape, scale_arcsec=SCALE, rot_deg=0.0, crpix=None):
+    """A TAN WCS with a CD matrix, rotated by ``rot_deg``, reference at ``crpix`` (1-based; default centre)."""
+    ny, nx = shape
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = crpix if crpix is not None else [(nx + 1) / 2, (ny + 1) / 2]
+    c, s = np.cos(np.deg2rad(rot_deg)), np.sin(np.deg2rad(rot_deg))
+    d = scale_arcsec / 3600.0
+    w.wcs.cd = np.array([[-d * c, d * s], [d * s, d * c]])
+    return w
+
+
+def render(wcs, shape, blobs, scale_arcsec):
+    """Image in flux per pixel of Gaussian blobs ``(ra, dec, flux, sigma_arcsec)``, sampled at pixel centres."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ra, dec = wcs.all_pix2world(xx, yy, 0)
+    img = np.zeros(shape)
+    for bra, bdec, flux, sigma in blobs:
+        # Offsets on the tangent plane at the blob, in arcsec.
+        dra = (ra - bra + 180) % 360 - 180
+        dx = dra * np.cos(np.deg2rad(bdec)) * 3600
+        dy = (dec - bdec) * 3600
+        img += flux / (2 * np.pi * sigma**2) * np.exp(-(dx**2 + dy**2) / (2 * sigma**2)) * scale_arcsec**2
+    return img
+
+
+def write_tile(path, wcs, data, extension=False):
+    header = wcs.to_header()
+    header["BUNIT"] = "nanomaggy"
+    if extension:
+        hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data.astype(np.float32), header=header)])
+    else:
+        hdul = fits.HDUList([fits.PrimaryHDU(data.astype(np.float32), header=header)])
+    hdul.writeto(path)
+    return str(path)
+
+
+def sources(ra, dec):
+    ra, dec = np.atleast_1d(ra), np.atleast_1d(dec)
+    return pd.DataFrame({"object_id": np.arange(len(ra), dtype=np.int64) + 100, "ra": ra, "dec": dec})
+
+
+def output_wcs(ra, dec, size, scale_arcsec=SCALE):
+    """The grid the step promises: TAN at the source, north up, east left, source at the array centre."""
+    return tile_wcs(ra, dec, (size, size), scale_arcsec)
+
+
+@pytest.fixture
+def rotated_tile(tmp_path):
+    """A 200 x 180 tile rotated by 30 deg, reference pixel off-centre; a blob at the centre plus a +dec and a +ra
+    companion of different fluxes."""
+    shape = (200, 180)
+    w = tile_wcs(RA0 + 0.001, DEC0 - 0.002, shape, rot_deg=30.0, crpix=[70.0, 120.0])
+    off = 6.0 / 3600
+    blobs = [
+        (RA0, DEC0, 100.0, 1.0),
+        (RA0, DEC0 + off, 50.0, 0.8),
+        (RA0 + off / np.cos(np.deg2rad(DEC0)), DEC0, 25.0, 0.8),
+    ]
+    path = write_tile(tmp_path / "tile.fits", w, render(w, shape, blobs, SCALE))
+    return path, w
+
+
+def test_tan_grid_matches_astropy_wcs():
+    size = 16
+    xi, eta = resample.tan_grid(size, SCALE)
+    ra, dec = resample.tan_to_sky([RA0, 359.999], [DEC0, -89.9], xi, eta)
+    for k, (r0, d0) in enumerate([(RA0, DEC0), (359.999, -89.9)]):
+        rr, cc = np.mgrid[0:size, 0:size]
+        ref_ra, ref_dec = output_wcs(r0, d0, size).all_pix2world(cc, rr, 0)
+        dra = (ra[k] - ref_ra + 180) % 360 - 180
+        assert np.abs(dra * np.cos(np.deg2rad(dec[k]))).max() < 1e-10
+        assert np.abs(dec[k] - ref_dec).max() < 1e-10
+
+
+def test_centred_and_oriented(rotated_tile):
+    path, _ = rotated_tile
+    size = 48
+    res = extract_cutouts(sources(RA0, DEC0), {"r": [path]}, size=size, background="none")
+    img = res["cubes"][0, 0]
+    assert res["cubes"].shape == (1, 1, size, size) and res["cubes"].dtype == np.float32
+    assert res["coverage"][0, 0] == 1.0
+    c = (size - 1) / 2
+    # The main blob: centroid of the central region at the array centre.
+    r, q = np.mgrid[0:size, 0:size]
+    core = np.hypot(r - c, q - c) < 5
+    w = img * core
+    assert abs((w * r).sum() / w.sum() - c) < 0.05
+    assert abs((w * q).sum() / w.sum() - c) < 0.05
+    # 6 arcsec = 15.2 px: +dec lands above (higher row), +ra to the left (lower column).
+    step = 6.0 / SCALE
+    north = img[int(round(c + step)), int(round(c))]
+    east = img[int(round(c)), int(round(c - step))]
+    assert north > 0.5 * img.max() * 0.5 and east > 0.1 * img.max()
+    assert img[int(round(c - step)), int(round(c))] < 1e-3 * img.max()  # nothing south
+    assert img[int(round(c)), int(round(c + step))] < 1e-3 * img.max()  # nothing west
+
+
+def test_matches_reproject_bilinear(rotated_tile):
+    from reproject import reproject_interp
+
+    path, w = rotated_tile
+    size = 40
+    res = extract_cutouts(sources(RA0, DEC0), {"g": [path]}, size=size, interpolation="bilinear", background="none")
+    ref, _ = reproject_interp(path, output_wcs(RA0, DEC0, size), shape_out=(size, size), order="bilinear")
+    ratio = (SCALE / SCALE) ** 2  # same pixel scale: the area factor is 1 up to the TAN distortion
+    inner = slice(3, size - 3)
+    diff = res["cubes"][0, 0][inner, inner] - ratio * ref[inner, inner]
+    assert np.abs(diff).max() < 1e-3 * ref.max()
+
+
+@pytest.mark.parametrize("in_scale", [SCALE / 2, SCALE * 2])
+@pytest.mark.parametrize("method", ["bilinear", "lanczos3"])
+def test_flux_conserved(tmp_path, in_scale, method):
+    shape = (160, 160) if in_scale < SCALE else (60, 60)
+    w = tile_wcs(RA0, DEC0, shape, scale_arcsec=in_scale, rot_deg=12.0)
+    # Wide enough to be well sampled by the coarser grid (sigma = 2.5 of its pixels).
+    sigma = 2.5 * max(in_scale, SCALE)
+    img = render(w, shape, [(RA0, DEC0, 1000.0, sigma)], in_scale)
+    path = write_tile(tmp_path / "t.fits", w, img)
+    size = 48
+    res = extract_cutouts(sources(RA0, DEC0), {"i": [path]}, size=size, interpolation=method, background="none")
+    assert res["coverage"][0, 0] == 1.0
+    assert res["cubes"][0, 0].sum(dtype=np.float64) == pytest.approx(img.sum(), rel=2e-3)
+
+
+def test_background_local_removes_pedestal(tmp_path):
+    shape = (120, 120)
+    w = tile_wcs(RA0, DEC0, shape)
+    img = render(w, shape, [(RA0, DEC0, 100.0, 1.0)], SCALE) + 3.0
+    path = write_tile(tmp_path / "t.fits", w, img)
+    res = extract_cutouts(sources(RA0, DEC0), {"r": [path]}, size=48, background="local")
+    cube = res["cubes"][0, 0]
+    assert abs(np.median(cube[:5, :5])) < 1e-4
+    assert cube.sum() == pytest.approx(100.0, rel=2e-3)
+
+
+def test_overlapping_tiles_and_extension_hdu(tmp_path):
+    """A source on the edge of two overlapping tiles (one in an image extension) is fully covered from both."""
+    shape = (100, 100)
+    half = 100 * SCALE / 3600 / np.cos(np.deg2rad(DEC0))
+    w1 = tile_wcs(RA0 + 0.35 * half, DEC0, shape)  # east tile: the source sits near its west edge
+    w2 = tile_wcs(RA0 - 0.35 * half, DEC0, shape, rot_deg=5.0)
+    blob = [(RA0, DEC0, 100.0, 1.0)]
+    p1 = write_tile(tmp_path / "a.fits", w1, render(w1, shape, blob, SCALE))
+    p2 = write_tile(tmp_path / "b.fits", w2, render(w2, shape, blob, SCALE), extension=True)
+    for files in ([p1, p2], [p2, p1]):
+        res = extract_cutouts(sources(RA0, DEC0), {"z": files}, size=64, background="none")
+        assert res["coverage"][0, 0] == 1.0
+        assert res["cubes"][0, 0].sum() == pytest.approx(100.0, rel=2e-3)
+    one = extract_cutouts(sources(RA0, DEC0), {"z": [p1]}, size=64, background="none")
+    assert 0.3 < one["coverage"][0, 0] < 0.9
+
+
+def test_nan_lowers_coverage_and_outside_source(tmp_path, caplog):
+    shape = (100, 100)
+    w = tile_wcs(RA0, DEC0, shape)
+    img = render(w, shape, [(RA0, DEC0, 100.0, 1.0)], SCALE)
+    img[60:70, 20:40] = np.nan
+    path = write_tile(tmp_path / "t.fits", w, img)
+    res = extract_cutouts(sources([RA0, RA0 + 5.0], [DEC0, DEC0]), {"u": [path], "g": [path]}, size=48)
+    assert res["bands"] == ["u", "g"]
+    assert 0.5 < res["coverage"][0, 0] < 1.0
+    assert np.all(np.isfinite(res["cubes"]))
+    assert res["n_outside"] == 1
+    assert np.all(res["coverage"][1] == 0) and np.all(res["cubes"][1] == 0)
+    assert any("outside every mosaic" in r.message for r in caplog.records)
+
+
+def test_shards_partition_the_sources():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {"object_id": np.arange(1000), "ra": rng.uniform(-5, 5, 1000) % 360, "dec": rng.uniform(-3, 3, 1000)}
+    )
+    for n in (1, 3, 4, 7):
+        shard = shard_of(df, n)
+        assert shard.min() == 0 and shard.max() == n - 1
+        counts = np.bincount(shard, minlength=n)
+        assert counts.max() - counts.min() <= 2
+        assert np.array_equal(shard, shard_of(df.sample(frac=1, random_state=2).sort_index(), n))
+    shard = shard_of(df, 4)
+    # Compact: the RA range of a shard (across RA = 0) is far below the catalog's 10 deg.
+    for k in range(4):
+        ra = (df["ra"][shard == k] + 180) % 360 - 180
+        assert ra.max() - ra.min() < 7
+
+
+def test_shard_argument_selects_subset(rotated_tile):
+    path, _ = rotated_tile
+    df = sources(RA0 + np.linspace(-3e-3, 3e-3, 6), DEC0 + np.linspace(-3e-3, 3e-3, 6))
+    ids = []
+    for k in range(3):
+        res = extract_cutouts(df, {"r": [path]}, size=8, shard=(k, 3))
+        ids.extend(res["object_id"])
+    assert sorted(ids) == sorted(df["object_id"])
+
+
+def test_errors(tmp_path):
+    df = sources(RA0, DEC0)
+    bad = tmp_path / "bad.fits"
+    bad.write_text("not a fits file")
+    with pytest.raises(ValueError, match="bad.fits"):
+        extract_cutouts(df, {"r": [str(bad)]})
+    nowcs = tmp_path / "nowcs.fits"
+    fits.PrimaryHDU(np.zeros((10, 10), np.float32)).writeto(nowcs)
+    with pytest.raises(ValueError, match="nowcs.fits.*celestial WCS"):
+        extract_cutouts(df, {"r": [str(nowcs)]})
+    with pytest.raises(ValueError, match="'ra'"):
+        extract_cutouts(df.drop(columns="ra"), {"r": [str(nowcs)]})
+    out = tmp_path / "out.h5"
+    with pytest.raises(ValueError, match="matches no file"):
+        cutouts.main(["--sources", "x.parquet", "--band", f"r={tmp_path}/none*.fits", "--out", str(out)])
+    src = tmp_path / "s.parquet"
+    df.to_parquet(src)
+    with pytest.raises(ValueError, match="celestial WCS"):
+        cutouts.main(["--sources", str(src), "--band", f"r={nowcs}", "--out", str(out)])
+    assert not out.exists() and not list(tmp_path.glob(".out.h5*"))
+
+
+def test_main_writes_hdf5(rotated_tile, tmp_path):
+    path, _ = rotated_tile
+    src = tmp_path / "s.parquet"
+    sources([RA0, RA0 + 1e-3], [DEC0, DEC0]).to_parquet(src)
+    out = tmp_path / "cubes.h5"
+    argv = ["--sources", str(src), "--band", f"r={path}", "--band", f"g={path}", "--size", "16", "--out", str(out)]
+    cutouts.main(argv + ["--interpolation", "bilinear", "--shard", "0/1"])
+    with h5py.File(out) as h5:
+        assert h5["cubes"].shape == (2, 2, 16, 16) and h5["cubes"].chunks[0] == 2
+        assert list(h5["object_id"][:]) == [100, 101]
+        assert h5["coverage"].shape == (2, 2)
+        assert list(h5.attrs["bands"]) == ["g", "r"]
+        assert h5.attrs["size"] == 16 and h5.attrs["pixel_scale_arcsec"] == SCALE
+        assert h5.attrs["interpolation"] == "bilinear" and h5.attrs["background"] == "local"
+        assert "flux per output pixel" in h5.attrs["flux_convention"]
+        assert h5.attrs["units"] == "nanomaggy per output pixel"
+
+
+def test_write_cutouts_empty(tmp_path):
+    res = {"cubes": np.zeros((0, 2, 8, 8), np.float32), "object_id": np.zeros(0, np.int64)}
+    res.update(coverage=np.zeros((0, 2), np.float32), bands=["g", "r"], n_outside=0)
+    write_cutouts(res, tmp_path / "e.h5", {"pixel_scale_arcsec": SCALE})
+    with h5py.File(tmp_path / "e.h5") as h5:
+        assert h5["cubes"].shape == (0, 2, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def sdss_cutouts():
+    """Bright isolated peaks of the r frame, as sources, cut out in all five bands."""
+    from scipy import ndimage
+
+    files = {b: [str(SDSS / f"frame-{b}-001035-6-0017.fits.bz2")] for b in "ugriz"}
+    with fits.open(files["r"][0]) as hdul:
+        img = hdul[0].data.astype(np.float64)
+        w = WCS(hdul[0].header)
+    ny, nx = img.shape
+    # Peaks of the smoothed image: cosmic rays (one sharp pixel, r only) fade, stars and galaxies stay.
+    smooth = ndimage.gaussian_filter(img, 2.0)
+    peaks = (smooth == ndimage.maximum_filter(smooth, size=81)) & (smooth > 2) & (img < 40)
+    # No brighter pixel (a cosmic ray) in the stamp, and below saturation in every band (r < 40 nanomaggies).
+    peaks &= ndimage.maximum_filter(img, size=81) == ndimage.maximum_filter(img, size=5)
+    ys, xs = np.nonzero(peaks)
+    keep = (xs > 150) & (xs < nx - 150) & (ys > 150) & (ys < ny - 150)
+    order = np.argsort(smooth[ys[keep], xs[keep]])[::-1][:5]
+    xs, ys = xs[keep][order], ys[keep][order]
+    # Sub-pixel positions: the intensity-weighted centroid of a 7 x 7 box around each peak.
+    box = np.mgrid[-3:4, -3:4]
+    stamps = np.stack([img[y - 3 : y + 4, x - 3 : x + 4] for x, y in zip(xs, ys, strict=True)])
+    stamps = np.clip(stamps, 0, None)
+    dy, dx = ((stamps[:, None] * box).sum(axis=(2, 3)) / stamps.sum(axis=(1, 2))[:, None]).T
+    ra, dec = w.all_pix2world(xs + dx, ys + dy, 0)
+    return extract_cutouts(sources(ra, dec), files, size=64)
+
+
+@pytest.mark.skipif(not SDSS.exists(), reason="real SDSS frames not available")
+def test_sdss_frames(sdss_cutouts):
+    res = sdss_cutouts
+    assert res["bands"] == ["u", "g", "r", "i", "z"]
+    assert len(res["object_id"]) >= 3
+    assert np.all(res["coverage"] == 1.0)
+    c = (64 - 1) / 2
+    for cube in res["cubes"]:
+        for b in (1, 2):  # g, r
+            row, col = np.unravel_index(np.argmax(cube[b]), cube[b].shape)
+            assert abs(row - c) <= 1 and abs(col - c) <= 1, (b, row, col)

@@ -1,0 +1,114 @@
+"""Networks: shapes, E(B-V) path, modalities (Table C.2), fusion variants, dropout and the baseline reduction."""
+
+import pytest
+import torch
+
+from pipeline.nn import build_model, list_models, modalities
+from pipeline.nn.multimodal import FUSION
+
+BANDS = list("ugrizyjhk")
+TINY = {"width": 0.05}
+
+
+def _run(model, n=2, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, len(model.bands), size, size, generator=g)
+    return model(x, torch.full((n,), 0.05))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", ["p19", "baseline", "multimodal"])
+def test_shapes_softmax_and_ebv(name):
+    model = build_model(name, BANDS[:5], 7, 32, **TINY).eval()
+    x = torch.randn(3, 5, 32, 32)
+    logits, z = model(x, torch.zeros(3))
+    assert logits.shape == (3, 7) and z.shape == (3,)
+    assert torch.allclose(logits.softmax(1).sum(1), torch.ones(3))
+    logits2, z2 = model(x, torch.full((3, 1), 0.3))
+    assert not torch.allclose(logits, logits2) and not torch.allclose(z, z2)
+    assert model.forward_features(x).ndim == 2
+
+
+@pytest.mark.parametrize("fusion", list(FUSION))
+@pytest.mark.parametrize("fusion_type", ["concat", "cross"])
+def test_fusion_stages(fusion, fusion_type):
+    model = build_model("multimodal", BANDS, 5, 32, fusion=fusion, fusion_type=fusion_type, orders=[1, 2], **TINY)
+    logits, z = _run(model.eval())
+    assert logits.shape == (2, 5) and z.shape == (2,)
+
+
+@pytest.mark.parametrize("image_size", [16, 23, 64])
+def test_any_image_size(image_size):
+    for name in list_models():
+        logits, _ = _run(build_model(name, BANDS[:3], 4, image_size, **TINY).eval(), size=image_size)
+        assert logits.shape == (2, 4)
+
+
+def test_table_c2():
+    assert ["_".join(m) for m in modalities(BANDS, 2, 1)] == "u_g g_r r_i i_z z_y y_j j_h h_k".split()
+    assert ["_".join(m) for m in modalities(BANDS, 2, 2)] == "u_r g_i r_z i_y z_j y_h j_k".split()
+    assert ["_".join(m) for m in modalities(BANDS, 2, 3)] == "u_i g_z r_y i_j z_h y_k".split()
+    assert ["_".join(m) for m in modalities(BANDS, 3, 1)] == "u_g_r g_r_i r_i_z i_z_y z_y_j y_j_h j_h_k".split()
+    assert ["_".join(m) for m in modalities(BANDS, 3, 2)] == "u_r_z g_i_y r_z_j i_y_h z_j_k".split()
+    assert ["_".join(m) for m in modalities(BANDS, 3, 3)] == "u_i_j g_z_h r_y_k".split()
+    assert ["_".join(m) for m in modalities(BANDS, 4, 1)] == "u_g_r_i g_r_i_z r_i_z_y i_z_y_j z_y_j_h y_j_h_k".split()
+    assert ["_".join(m) for m in modalities(BANDS, 4, 2)] == "u_r_z_j g_i_y_h r_z_j_k".split()
+    assert len(modalities(BANDS, 2, [1, 2, 3])) == 21
+    with pytest.raises(ValueError):
+        modalities(BANDS, 4, 3)  # no 4-band 3rd-order modality fits 9 bands (blank cell of Table C.2)
+
+
+def test_size_one_modalities():
+    assert modalities(BANDS, 1, 1) == [(b,) for b in BANDS]
+    model = build_model("multimodal", BANDS, 5, 32, size=1, **TINY)
+    assert model.modality_names == BANDS
+    assert _run(model)[0].shape == (2, 5)
+
+
+def test_modality_dropout_and_drop_at_eval():
+    model = build_model("multimodal", BANDS, 5, 32, modality_dropout=5, all_bands_modality=True, **TINY)
+    assert model.modality_names[0] == "u_g" and model.modality_names[-1] == "_".join(BANDS)
+    model.train()
+    torch.manual_seed(1)
+    outs = [_run(model, n=4)[0] for _ in range(4)]  # batch norm-free: differences come from the dropout only
+    assert any(not torch.allclose(outs[0], o) for o in outs[1:])
+    model.eval()
+    ref = _run(model)[0]
+    model.drop_modalities = ["g_r"]
+    assert not torch.allclose(ref, _run(model)[0])
+
+
+def test_unknown_names_and_options():
+    with pytest.raises(ValueError, match="multimodal"):
+        build_model("nope", BANDS, 5)
+    with pytest.raises(ValueError, match="fusion_type"):
+        build_model("multimodal", BANDS, 5, bogus=1)
+    with pytest.raises(ValueError, match="early"):
+        build_model("multimodal", BANDS, 5, fusion="sideways")
+    with pytest.raises(ValueError, match="u_g"):
+        build_model("multimodal", BANDS, 5, drop_modalities=["u_z"])
+
+
+def test_single_all_band_modality_is_the_baseline():
+    base = build_model("baseline", BANDS, 6, 32, **TINY).eval()
+    multi = build_model("multimodal", BANDS, 6, 32, size=9, fusion="extremely_early", **TINY).eval()
+    pb, pm = list(base.parameters()), list(multi.parameters())
+    assert [p.shape for p in pb] == [p.shape for p in pm]
+    with torch.no_grad():
+        for a, b in zip(pb, pm, strict=True):
+            b.copy_(a)
+    for a, b in zip(_run(base), _run(multi), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_backward():
+    model = build_model("multimodal", BANDS, 5, 32, fusion_type="cross", **TINY).train()
+    logits, z = _run(model)
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([1, 3])) + (z - 0.5).abs().mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())

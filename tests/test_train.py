@@ -1,0 +1,76 @@
+"""One training job: outputs, exact resume, NaN stop, and checkpoints that refuse another configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import inference, pdf, train
+
+from synthetic import make_datacube, train_config
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    return make_datacube(tmp_path_factory.mktemp("cube"), n=100)[0]
+
+
+def _weights(path):
+    return inference.load_checkpoint(path)["model"]
+
+
+def test_outputs_and_test_fold(cube, tmp_path):
+    out = tmp_path / "run"
+    train.train_one(train_config(epochs=2), "tiny", 1, 0, cube, out)
+    hist = pd.read_csv(out / "history.csv")
+    assert hist.epoch.tolist() == [0, 1] and np.isfinite(hist.train_loss).all()
+    store = pdf.read_pdfs(out / "test_pdf.h5")
+    assert (store["fold"] == 1).all() and len(store["object_id"]) == 20
+    assert np.allclose(store["pdf"].sum(axis=1), 1, atol=1e-5)
+    meta = inference.load_checkpoint(out / "model.pt")["meta"]
+    assert meta["bands"] == ["g", "r", "i"] and meta["fold"] == 1 and meta["zgrid"]["n_bins"] == 20
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(cube, tmp_path):
+    cfg = train_config(epochs=3)
+    train.train_one(cfg, "tiny", 0, 5, cube, tmp_path / "straight")
+
+    # a job "killed" after its first epoch: only its checkpoint remains, then it is started again
+    first = train.Run(train_config(epochs=3), "tiny", 0, 5, cube, tmp_path / "killed")
+    first.history.append(first.epoch(0))
+    first.save(0)
+    del first
+    train.train_one(cfg, "tiny", 0, 5, cube, tmp_path / "killed")
+
+    a, b = _weights(tmp_path / "straight" / "model.pt"), _weights(tmp_path / "killed" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(pd.read_csv(tmp_path / "killed" / "history.csv")) == 3
+
+
+def test_different_seeds_differ(cube, tmp_path):
+    train.train_one(train_config(epochs=1), "tiny", 0, 1, cube, tmp_path / "s1")
+    train.train_one(train_config(epochs=1), "tiny", 0, 2, cube, tmp_path / "s2")
+    a, b = _weights(tmp_path / "s1" / "model.pt"), _weights(tmp_path / "s2" / "model.pt")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_a_clear_message(cube, tmp_path):
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        train.train_one(train_config(epochs=2, lr=1e30), "tiny", 0, 0, cube, tmp_path / "nan")
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_checkpoint_for_another_configuration_is_refused(cube, tmp_path):
+    train.train_one(train_config(epochs=1), "tiny", 0, 0, cube, tmp_path / "r")
+    with pytest.raises(ValueError, match=r"bands: checkpoint has \['g', 'r', 'i'\]"):
+        inference.model_from_checkpoint(tmp_path / "r" / "model.pt", {"bands": ["u", "g", "r"]})
+    with pytest.raises(ValueError, match="zgrid"):
+        inference.model_from_checkpoint(tmp_path / "r" / "model.pt", {"zgrid": {"z_min": 0, "z_max": 1, "n_bins": 9}})
+
+
+def test_augment_is_a_symmetry_of_the_square():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    y = train.augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.sort(y.flatten(1)).values, torch.sort(x.flatten(1)).values)

@@ -1,0 +1,88 @@
+"""The whole workflow: dry-run of the demo, the tiny chain end to end, reruns, and config errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import pdf
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _snakemake(repo, workdir, *args, check=True):
+    cmd = [*SNAKEMAKE, "-s", str(repo / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def _write(cfg, path):
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_demo_dry_run_lists_the_jobs(repo, tmp_path):
+    proc = _snakemake(repo, tmp_path, "-n", "--configfile", str(repo / "config" / "config.yaml"))
+    counts = _job_counts(proc.stdout)
+    assert counts["train"] == 10  # 2 models x 5 folds x 1 seed
+    assert counts["report"] == 1
+    assert counts["compare"] == 1
+
+
+def test_wrong_config_names_the_key(repo, tmp_path, tiny):
+    tiny["training"]["epoch"] = 3
+    tiny["cutouts"]["interpolation"] = "cubic"
+    proc = _snakemake(repo, tmp_path, "-n", "--configfile", str(_write(tiny, tmp_path / "bad.yaml")), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "'epoch' was unexpected" in out
+    assert "cutouts.interpolation" in out
+
+
+@pytest.mark.slow
+def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
+    cfg = _write(tiny, tmp_path / "tiny.yaml")
+    _snakemake(repo, tmp_path, "all", "production", "--configfile", str(cfg))
+    res = tmp_path / "results"
+    html = (res / "report" / "index.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    for model in tiny["models"]:
+        assert model in html
+        pred = pd.read_parquet(res / "predictions" / f"{model}.parquet")
+        training = pd.read_parquet(res / "datacube" / "train.parquet")
+        assert sorted(pred.object_id) == sorted(training.object_id)  # every object predicted once, by its test fold
+        assert set(pred.fold) == set(range(5))
+        store = pdf.read_pdfs(res / "predictions" / f"{model}.pdf.hdf5")
+        assert store["pdf"].shape == (len(pred), 40)
+        metrics = json.loads((res / "metrics" / f"{model}.json").read_text())
+        assert metrics["n"] == len(pred) and 0 <= metrics["outlier_fraction"] <= 1
+        photoz = pd.read_parquet(res / "photoz" / f"{model}.parquet")
+        sources = pd.read_parquet(res / "survey" / "sources.parquet")
+        assert len(photoz) == len(sources)
+        assert (res / "photoz" / f"{model}.fits").exists()
+    comparison = json.loads((res / "metrics" / "compare" / "baseline--multimodal.json").read_text())
+    assert 0 <= comparison["metrics"]["sigma_mad"]["p_value"] <= 1
+    assert "p-value" in html or "p_value" in html
+
+    # nothing to do when nothing changed
+    assert "Nothing to be done" in _snakemake(repo, tmp_path, "-n", "all", "--configfile", str(cfg)).stdout
+
+    # changing one model's options reruns that model's jobs and what depends on them, nothing else
+    tiny["models"]["multimodal"]["options"]["fusion"] = "middle"
+    proc = _snakemake(repo, tmp_path, "-n", "all", "--configfile", str(_write(tiny, cfg)))
+    jobs = _job_counts(proc.stdout)
+    assert jobs["train"] == 5 and jobs["ensemble"] == 1 and jobs["evaluate"] == 1
+    assert "simulate" not in jobs and "cutouts" not in jobs and "pack" not in jobs
+
+
+def _job_counts(stdout: str) -> dict:
+    """The job-stats table of a dry run: rule name -> number of jobs."""
+    rows = (line.split() for line in stdout.splitlines())
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit() and r[0] != "total"}

@@ -1,0 +1,70 @@
+# Config validation, derived names and input functions shared by the rules.
+import glob
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
+
+from pipeline.config import ConfigError, section_config, validate_config  # noqa: E402
+
+try:
+    validate_config(config, source="config")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+R = config["results"]
+SIMULATED = "simulation" in config
+SURVEY_DIR = f"{R}/survey"
+MODELS = list(config["models"])
+FOLDS = list(range(config["folds"]["n"]))
+SEEDS = list(config["training"]["seeds"])
+SHARDS = list(range(config["cutouts"]["shards"]))
+PAIRS = [(p["baseline"], p["candidate"]) for p in config["evaluation"]["compare"]]
+STEP = f"{workflow.basedir}/workflow/scripts/run_step.py"
+
+
+wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
+    baseline="|".join(map(re.escape, MODELS)),
+    candidate="|".join(map(re.escape, MODELS)),
+    fold=r"\d+",
+    seed=r"\d+",
+    shard=r"\d+",
+
+
+def code_hash(*modules):
+    """Hash of pipeline modules (or subpackages): a rule's params, so that editing its step reruns it."""
+    h = hashlib.sha256()
+    for name in modules:
+        base = Path(workflow.basedir, "pipeline", name)
+        files = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+        for f in files:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def survey_inputs(kind):
+    """The simulated survey folder, or the user's files of one kind (sources, specz, mosaics)."""
+    if SIMULATED:
+        return [SURVEY_DIR]
+    if kind == "sources":
+        return [config["survey"]["sources"]]
+    if kind == "specz":
+        return [c["path"] for c in config["specz"]["catalogs"]]
+    files = []
+    for band in config["survey"]["bands"]:
+        found = sorted(glob.glob(config["survey"]["mosaics"][band]))
+        if not found:
+            raise WorkflowError(f"survey.mosaics.{band}: glob {config['survey']['mosaics'][band]!r} matches no file")
+        files += found
+    return files
+
+
+def run_folder(model, fold, seed):
+    return f"{R}/models/{model}/fold{fold}/seed{seed}"
+
+
+def model_runs(wildcards, name="test_pdf.h5"):
+    return [f"{run_folder(wildcards.model, f, s)}/{name}" for f in FOLDS for s in SEEDS]

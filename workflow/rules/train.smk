@@ -1,0 +1,56 @@
+# One job per (model, fold, seed), then the ensemble of each model.
+
+TRAIN_CODE = code_hash("train", "inference", "nn", "preprocess", "pdf", "zgrid", "datacube")
+
+
+rule train:
+    input:
+        cube=rules.pack.output.cube,
+        cfg=f"{R}/config/model-{{model}}.yaml",
+    output:
+        model=f"{R}/models/{{model}}/fold{{fold}}/seed{{seed}}/model.pt",
+        pdf=f"{R}/models/{{model}}/fold{{fold}}/seed{{seed}}/test_pdf.h5",
+        history=f"{R}/models/{{model}}/fold{{fold}}/seed{{seed}}/history.csv",
+    params:
+        step="train",
+        argv=lambda wc, input, output, threads: [
+            "--config", input.cfg, "--datacube", input.cube, "--model", wc.model, "--fold", wc.fold,
+            "--seed", wc.seed, "--out-dir", Path(output.model).parent, "--threads", threads, "--tag", TRAIN_CODE,
+        ],
+        code=TRAIN_CODE,
+    log:
+        "logs/train/{model}/fold{fold}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{model}/fold{fold}/seed{seed}.tsv"
+    conda:
+        "../../envs/photoz.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+        cpus_per_task=1,
+    retries: 1
+    script:
+        STEP
+
+
+rule ensemble:
+    input:
+        runs=model_runs,
+        catalog=rules.pack.output.catalog,
+    output:
+        predictions=f"{R}/predictions/{{model}}.parquet",
+        pdf=f"{R}/predictions/{{model}}.pdf.hdf5",
+    params:
+        step="ensemble",
+        argv=lambda wc, input, output: ["--runs", *input.runs, "--catalog", input.catalog, "--out", output.predictions],
+        code=code_hash("ensemble", "pdf"),
+    log:
+        "logs/ensemble/{model}.log",
+    conda:
+        "../../envs/photoz.yaml"
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+    script:
+        STEP
