@@ -9,9 +9,9 @@ Usage: ``python bench/bench_nn_params.py``
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from pipeline.nn import build_model
+from pipeline.nn.flops import count_macs
 
 BANDS = list("ugrizyjhk")
 N_BINS, SIZE = 180, 64
@@ -35,26 +35,6 @@ ROWS = [
 ]
 
 
-def count_macs(model: nn.Module, n_bands: int) -> int:
-    """Conv/linear MACs for one sample."""
-    total = 0
-
-    def hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            k = mod.weight[0].numel()  # in_channels/groups * kh * kw
-            total += out[0].numel() * k
-        else:
-            total += mod.in_features * mod.out_features
-
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, n_bands, SIZE, SIZE), torch.zeros(1))
-    for h in hooks:
-        h.remove()
-    return total
-
-
 def main():
     torch.set_num_threads(1)
     rows = [("P19 (5 bands ugriz)", "p19", {}, BANDS[:5], None)]
@@ -68,7 +48,7 @@ def main():
         n = sum(p.numel() for p in model.parameters()) / 1e6
         if name == "baseline":
             base = n
-        macs = count_macs(model, len(bands)) / 1e9
+        macs = count_macs(model, len(bands), SIZE) / 1e9
         ratio = f"{n / base:9.2f}" if base else f"{'':9s}"
         pratio = f"{paper / 19.03:10.2f}" if paper else f"{'':10s}"
         ptxt = f"{paper:9.2f}" if paper else f"{'-':>9s}"

@@ -24,6 +24,7 @@ import pandas as pd
 
 from pipeline import resample
 from pipeline.bands import sort_bands
+from pipeline.sky import unit_vectors
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,6 @@ class _Tile:
     unit: str | None
 
 
-def _unit_vector(ra, dec) -> np.ndarray:
-    ra, dec = np.deg2rad(ra), np.deg2rad(dec)
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
-
-
 def _open_tile(path: str, hdul) -> _Tile:
     """Find the image HDU with a celestial WCS in an opened file (primary first, then extensions)."""
     from astropy.io import fits
@@ -134,7 +130,7 @@ def _open_tile(path: str, hdul) -> _Tile:
         sky = wcs.all_pix2world(corners, 0)
         if not np.all(np.isfinite(sky)):
             raise ValueError(f"{path}: the WCS of HDU {hdu.name!r} does not map the image corners to the sky")
-        vec = _unit_vector(sky[:, 0], sky[:, 1])
+        vec = unit_vectors(sky[:, 0], sky[:, 1])
         radius = np.rad2deg(np.arccos(np.clip(vec[:4] @ vec[4], -1.0, 1.0))).max()
         return _Tile(path, data, wcs, vec[4], float(radius), hdu.header.get("BUNIT"))
     raise ValueError(f"{path}: no image HDU with a celestial WCS (checked the primary and the extensions)")
@@ -142,7 +138,7 @@ def _open_tile(path: str, hdul) -> _Tile:
 
 def _candidates(tile: _Tile, ra: np.ndarray, dec: np.ndarray, reach_deg: float) -> np.ndarray:
     """Indices of the sources whose cutout (of angular half-diagonal ``reach_deg``) can touch the tile."""
-    vec = _unit_vector(ra, dec)
+    vec = unit_vectors(ra, dec)
     near = np.flatnonzero(vec @ tile.centre >= math.cos(math.radians(min(tile.radius_deg + reach_deg, 179.0))))
     if near.size == 0:
         return near

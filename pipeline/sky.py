@@ -7,11 +7,11 @@ from scipy.spatial import cKDTree
 
 
 def unit_vectors(ra_deg, dec_deg) -> np.ndarray:
-    """(N, 3) Cartesian unit vectors of positions in degrees."""
+    """Cartesian unit vectors (..., 3) of positions in degrees."""
     ra = np.radians(np.asarray(ra_deg, dtype=float))
     dec = np.radians(np.asarray(dec_deg, dtype=float))
     cos_dec = np.cos(dec)
-    return np.column_stack([cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)])
+    return np.stack([cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)], axis=-1)
 
 
 def chord(radius_arcsec: float) -> float:

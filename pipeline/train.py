@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from pipeline import datacube, inference, io, pdf
+from pipeline import datacube, inference, io, metrics, pdf
 from pipeline.preprocess import standardise
 from pipeline.zgrid import ZGrid
 
@@ -31,8 +31,8 @@ RESUME_KEYS = ("fold", "seed", "training", "norm_mean", "tag")
 
 
 def sigma_mad(z_phot, z_spec) -> float:
-    dz = (np.asarray(z_phot) - np.asarray(z_spec)) / (1 + np.asarray(z_spec))
-    return float(1.4826 * np.median(np.abs(dz - np.median(dz)))) if len(dz) else float("nan")
+    """The paper's sigma_MAD of a set of predictions (NaN for an empty set)."""
+    return metrics.sigma_mad(metrics.delta_z(z_phot, z_spec)) if len(z_phot) else float("nan")
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -107,6 +107,8 @@ class Run:
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
+        # the compiled wrapper runs the steps; state dicts are always taken from the plain module
+        self.forward = torch.compile(self.model) if self.tcfg["compile"] else self.model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tcfg["lr"], weight_decay=self.tcfg["weight_decay"])
         epochs = self.tcfg["epochs"]
         if self.tcfg["lr_schedule"] == "cosine":
@@ -162,7 +164,7 @@ class Run:
             x = x.contiguous(memory_format=torch.channels_last)
         w = self.tcfg["loss"]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            logits, z_reg = self.model(x, self.ebv[idx])
+            logits, z_reg = self.forward(x, self.ebv[idx])
         loss = w["classification"] * F.cross_entropy(logits.float(), self.label[idx])
         if w["regression"] > 0:
             loss = loss + w["regression"] * regression_loss(z_reg.float(), self.z[idx], w["regression_kind"])
@@ -206,7 +208,7 @@ class Run:
             b = idx[start : start + 512]
             losses.append(self.loss(b, None).item() * len(b))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                logits, _ = self.model(self.x[b], self.ebv[b])
+                logits, _ = self.forward(self.x[b], self.ebv[b])
             pdfs.append(torch.softmax(logits.float(), 1).cpu().numpy())
         z_phot = pdf.point_estimates(np.concatenate(pdfs), self.zgrid.edges)["z_phot"]
         return {

@@ -68,3 +68,34 @@ def run_folder(model, fold, seed):
 
 def model_runs(wildcards, name="test_pdf.h5"):
     return [f"{run_folder(wildcards.model, f, s)}/{name}" for f in FOLDS for s in SEEDS]
+
+
+SECTIONS = {"simulation": ("simulation",), "match": ("survey", "specz", "selection", "folds"), "report": tuple(config)}
+
+
+def write_section(path, cfg, log):
+    import yaml
+    from pipeline.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    Path(log).write_text(f"wrote {path}\n")
+
+
+def section_params(wildcards):
+    """What a step's config file holds: its Snakemake params, so only a change of that part reruns the step."""
+    name = wildcards.section
+    if name.startswith("model-"):
+        return section_config(config, ("training", "zgrid"), models=[name.removeprefix("model-")])
+    return section_config(config, SECTIONS[name])
+
+
+def cutout_argv(wildcards, output):
+    sources = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"]
+    c = config["cutouts"]
+    argv = ["--sources", sources, "--out", output[0], "--shard", f"{wildcards.shard}/{len(SHARDS)}"]
+    for band in config["survey"]["bands"]:
+        argv += ["--band", f"{band}={config['survey']['mosaics'][band]}"]
+    argv += ["--size", c["size"], "--pixel-scale", c["pixel_scale_arcsec"]]
+    return argv + ["--interpolation", c["interpolation"], "--background", c["background"]]

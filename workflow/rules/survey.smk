@@ -1,16 +1,5 @@
 # The survey (simulated or the user's), the config sections each step reads, and the cutouts.
 
-SECTIONS = {"simulation": ("simulation",), "match": ("survey", "specz", "selection", "folds"), "report": tuple(config)}
-
-
-def section_params(wildcards):
-    """What a step's config file holds: its Snakemake params, so only a change of that part reruns the step."""
-    name = wildcards.section
-    if name.startswith("model-"):
-        return section_config(config, ("training", "zgrid"), models=[name.removeprefix("model-")])
-    return section_config(config, SECTIONS[name])
-
-
 rule section_config:
     output:
         f"{R}/config/{{section}}.yaml",
@@ -18,13 +7,11 @@ rule section_config:
         section="|".join([*SECTIONS, *(f"model-{m}" for m in MODELS)]),
     params:
         cfg=section_params,
+    log:
+        "logs/section_config/{section}.log",
     localrule: True
     run:
-        import yaml
-        from pipeline.io import atomic_path
-
-        with atomic_path(output[0]) as tmp:
-            tmp.write_text(yaml.safe_dump(params.cfg, sort_keys=False))
+        write_section(output[0], params.cfg, log[0])
 
 
 rule simulate:
@@ -47,16 +34,6 @@ rule simulate:
         runtime=lambda wc, attempt: 30 * attempt,
     script:
         STEP
-
-
-def cutout_argv(wildcards, output):
-    sources = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"]
-    c = config["cutouts"]
-    argv = ["--sources", sources, "--out", output[0], "--shard", f"{wildcards.shard}/{len(SHARDS)}"]
-    for band in config["survey"]["bands"]:
-        argv += ["--band", f"{band}={config['survey']['mosaics'][band]}"]
-    argv += ["--size", c["size"], "--pixel-scale", c["pixel_scale_arcsec"]]
-    return argv + ["--interpolation", c["interpolation"], "--background", c["background"]]
 
 
 rule cutouts:
