@@ -17,6 +17,6 @@ include: "workflow/rules/production.smk"
 
 
 rule all:
+    default_target: True
     input:
         f"{R}/report/index.html",
-    default_target: True

@@ -3,6 +3,13 @@
 HSC 9 bands (ugrizyjhk), 64x64 cutouts, 180 bins (the paper does not state its HSC bin count; 180 is P19's).
 MACs: conv and linear multiply-accumulates per sample, counted with forward hooks on one 64x64 input.
 
+What to compare with the paper is the trends, not the offsets: ours grow with the fusion depth, grow faster than
+linearly with the modality size and linearly with the number of modalities (the order rows), as the paper's do
+(branch width rule in ``pipeline/nn/branches.py``). The paper's multimodal networks are all far below its
+baseline (extremely early fusion at half), which a common part shared with the baseline cannot give: ours keep a
+single all-band modality equal to the baseline, so they sit around it. The last rows are the plain CNNs of
+Sec. 7.1 (no parameter counts in the paper), single-modality and 2-band 1st-order early-fusion multimodal.
+
 Usage: ``python bench/bench_nn_params.py``
 """
 
@@ -39,6 +46,10 @@ def main():
     torch.set_num_threads(1)
     rows = [("P19 (5 bands ugriz)", "p19", {}, BANDS[:5], None)]
     rows += [(label, "baseline" if o is None else "multimodal", o or {}, BANDS, p) for label, o, p in ROWS]
+    for n_layers in (5, 10, 21):
+        rows.append((f"plain {n_layers} layers", "plain", {"n_layers": n_layers}, BANDS, None))
+        rows.append((f"plain {n_layers} layers, 2b 1st early", "plain", {"n_layers": n_layers, "multimodal": True},
+                     BANDS, None))  # fmt: skip
     base = None
     print(
         f"{'configuration':32s} {'ours (M)':>9s} {'paper (M)':>9s} {'ours/base':>9s} {'paper/base':>10s} {'GMACs':>7s}"
@@ -48,6 +59,8 @@ def main():
         n = sum(p.numel() for p in model.parameters()) / 1e6
         if name == "baseline":
             base = n
+        if name == "plain" and not opts.get("multimodal"):
+            base = n  # plain multimodal rows relative to their single-modality plain network
         macs = count_macs(model, len(bands), SIZE) / 1e9
         ratio = f"{n / base:9.2f}" if base else f"{'':9s}"
         pratio = f"{paper / 19.03:10.2f}" if paper else f"{'':10s}"

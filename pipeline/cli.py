@@ -11,6 +11,7 @@ STEPS = {
     "cutouts": ("pipeline.cutouts", "resample mosaics onto a common grid per source"),
     "match": ("pipeline.specz", "compile spec-z catalogs, match them to sources, cut and assign folds"),
     "pack": ("pipeline.datacube", "pack cutouts and the training catalog into the datacube store"),
+    "import-cube": ("pipeline.import_cube", "import a P19-format .npz datacube (e.g. the SDSS cube) as a store"),
     "train": ("pipeline.train", "train one model on one fold with one seed"),
     "predict": ("pipeline.predict", "photo-z PDFs for a catalog of cutouts with every trained model"),
     "ensemble": ("pipeline.ensemble", "average seeds' PDFs and assemble the folds into predictions"),
@@ -18,6 +19,7 @@ STEPS = {
     "compare": ("pipeline.bootstrap", "paired bootstrap test between two predictions files"),
     "report": ("pipeline.report", "self-contained HTML report"),
     "check-config": ("pipeline.config", "validate a config file against the schema"),
+    "slurm-setup": ("pipeline.slurm_setup", "write your SLURM profile (account, partitions) for --profile slurm"),
 }
 
 

@@ -29,6 +29,34 @@ def write_pdfs(path, object_id, pdf, z_edges, **ancil) -> None:
             f[f"ancil/{key}"] = np.asarray(values)
 
 
+def concat_pdfs(paths, out) -> int:
+    """Concatenate PDF stores (same z grid) into one, copying block by block so memory holds one store at a time."""
+    sizes, z_edges = [], None
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            sizes.append(f["data/pdfs"].shape)
+            edges = f["meta/bins"][0]
+        if z_edges is not None and not np.array_equal(edges, z_edges):
+            raise ValueError(f"{path}: redshift grid differs from {paths[0]}")
+        z_edges = edges
+    total, n_bins = sum(s[0] for s in sizes), sizes[0][1]
+    with io.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        f["meta/bins"] = z_edges[None, :]
+        f["meta/pdf_name"] = np.array([b"hist"])
+        f["meta/pdf_version"] = np.array([0])
+        pdfs = f.create_dataset(
+            "data/pdfs", (total, n_bins), dtype="f4", chunks=(min(total, 4096) or 1, n_bins), compression="gzip"
+        )
+        ids = f.create_dataset("ancil/object_id", (total,), dtype="i8")
+        start = 0
+        for path, (n, _) in zip(paths, sizes, strict=True):
+            with h5py.File(path, "r") as src:
+                pdfs[start : start + n] = src["data/pdfs"][()]
+                ids[start : start + n] = src["ancil/object_id"][()]
+            start += n
+    return total
+
+
 def read_pdfs(path) -> dict:
     """Read a PDF store: ``object_id`` (N,), ``pdf`` (N, n_bins), ``z_edges`` (n_bins + 1,) and the ancil arrays."""
     with h5py.File(path, "r") as f:

@@ -83,21 +83,23 @@ def _ebv_for(object_id, sources) -> np.ndarray:
 
 
 def merge_chunks(chunks: list, out) -> pd.DataFrame:
-    """Concatenate chunk predictions (and their PDFs) into one catalog; writes Parquet and, beside it, FITS."""
+    """Concatenate chunk predictions into one catalog: Parquet, FITS beside it, and the PDFs streamed chunk by chunk.
+
+    The tables (a few numbers per object) are held in memory; the PDFs, n_bins times larger, never are.
+    """
     from astropy.table import Table
 
     from pipeline import pdf
     from pipeline.ensemble import pdf_path_for
 
-    tables = [io.read_table(c) for c in chunks]
-    stores = [pdf.read_pdfs(pdf_path_for(c)) for c in chunks]
-    table = pd.concat(tables, ignore_index=True)
+    table = pd.concat([io.read_table(c) for c in chunks], ignore_index=True)
     if table.object_id.duplicated().any():
         raise ValueError("an object appears in more than one chunk")
-    write_predictions(table, np.concatenate([s["pdf"] for s in stores]), stores[0]["z_edges"], out)
+    pdf.concat_pdfs([pdf_path_for(c) for c in chunks], pdf_path_for(out))
     fits_path = str(out).removesuffix(".parquet") + ".fits"
     with io.atomic_path(fits_path) as tmp:
         Table.from_pandas(table).write(tmp, format="fits")
+    io.write_parquet(table, out)  # last: its presence marks a complete merge
     return table
 
 

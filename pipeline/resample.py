@@ -67,7 +67,10 @@ def _lanczos3(t: np.ndarray) -> np.ndarray:
 
 
 def _weights(frac: np.ndarray, method: str) -> np.ndarray:
-    """Normalised 1-D weights of the taps ``base - n + 1 .. base + n`` for offsets ``frac`` in [0, 1)."""
+    """Normalised 1-D weights of the taps ``base - n + 1 .. base + n`` for offsets ``frac`` in [0, 1).
+
+    The plain definition (``np.sinc``), kept as the reference that :func:`_weights_fast` is tested against.
+    """
     if method == "bilinear":
         return np.stack([1.0 - frac, frac], axis=-1)
     n = KERNEL_HALF_WIDTH[method]
@@ -77,17 +80,39 @@ def _weights(frac: np.ndarray, method: str) -> np.ndarray:
     return w / w.sum(axis=-1, keepdims=True)
 
 
+_TAPS3 = np.arange(-2, 4)
+_SIGN3 = np.where(_TAPS3 % 2 == 0, 1.0, -1.0)
+_COS3 = np.cos(_TAPS3 * np.pi / 3.0)
+_SIN3 = np.sin(_TAPS3 * np.pi / 3.0)
+
+
+def _weights_fast(frac: np.ndarray) -> np.ndarray:
+    """Normalised Lanczos-3 weights of the taps -2 .. 3, as :func:`_weights`, with two sines per position.
+
+    ``sinc(f - k) sinc((f - k) / 3)`` is proportional to ``(-1)^k sin(pi (f - k) / 3) / (f - k)^2`` (the common
+    factor ``sin(pi f)`` cancels in the normalisation), and ``sin(pi (f - k) / 3)`` follows from ``sin(pi f / 3)``
+    and ``cos(pi f / 3)`` by the angle-difference formula. ``f`` is kept 1e-9 away from the taps, which moves a
+    weight by about 1e-9 at most.
+    """
+    f = np.clip(frac, 1e-9, 1.0 - 1e-9)[..., None]
+    a = np.pi / 3.0 * f
+    num = _SIGN3 * (np.sin(a) * _COS3 - np.cos(a) * _SIN3)
+    d = f - _TAPS3
+    w = num / (d * d)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
 def interpolate(image: np.ndarray, x: np.ndarray, y: np.ndarray, method: str = "lanczos3"):
     """Sample ``image`` at pixel positions, NaN-aware.
 
     Parameters
     ----------
     image : ndarray, shape (ny, nx)
-        Input pixels (any real dtype, may be a memory map: only the touched pixels are read).
+        Input pixels (any real dtype and byte order, may be a memory map: only the touched pixels are read).
     x, y : ndarray, shape (...)
         0-based pixel coordinates (column, row), pixel centres at integers, as ``wcs.all_world2pix(..., 0)``.
     method : {"bilinear", "lanczos3"}
-        Bilinear (2 x 2 taps) or separable Lanczos-3 (6 x 6 taps, a = 3).
+        Bilinear (2 x 2 taps) or separable Lanczos-3 (6 x 6 taps, a = 3, weights normalised to sum 1).
 
     Returns
     -------
@@ -98,6 +123,47 @@ def interpolate(image: np.ndarray, x: np.ndarray, y: np.ndarray, method: str = "
     """
     if method not in KERNEL_HALF_WIDTH:
         raise ValueError(f"interpolation must be one of {sorted(KERNEL_HALF_WIDTH)}, not {method!r}")
+    n = KERNEL_HALF_WIDTH[method]
+    ny, nx = image.shape
+    shape = x.shape
+    x = x.reshape(-1)
+    y = y.reshape(-1)
+    with np.errstate(invalid="ignore"):
+        inside = (x >= n - 1) & (x < nx - n) & (y >= n - 1) & (y < ny - n)
+    if not inside.all():
+        x = np.where(inside, x, n - 1.0)
+        y = np.where(inside, y, n - 1.0)
+    bx = x.astype(np.int64)  # floor: x >= 0 here
+    by = y.astype(np.int64)
+    fx = x - bx
+    fy = y - by
+    flat = image.reshape(-1)
+    base = by * nx + bx
+    if method == "bilinear":
+        v00 = np.take(flat, base).astype(np.float64)
+        v01 = np.take(flat, base + 1).astype(np.float64)
+        v10 = np.take(flat, base + nx).astype(np.float64)
+        v11 = np.take(flat, base + (nx + 1)).astype(np.float64)
+        top = v00 + (v01 - v00) * fx
+        bottom = v10 + (v11 - v10) * fx
+        values = top + (bottom - top) * fy
+    else:
+        wx = _weights_fast(fx)
+        wy = _weights_fast(fy)
+        cols = base[:, None] + _TAPS3
+        values = np.zeros(x.shape, dtype=np.float64)
+        for j, dy in enumerate(_TAPS3):
+            row = np.take(flat, cols + dy * nx).astype(np.float64)
+            # A NaN or inf tap gives a non-finite sum even where its weight is 0 (0 * inf is NaN).
+            values += wy[:, j] * np.einsum("pi,pi->p", row, wx)
+    with np.errstate(invalid="ignore"):
+        valid = inside & np.isfinite(values)
+    values = np.where(valid, values, 0.0)
+    return values.reshape(shape), valid.reshape(shape)
+
+
+def _interpolate_reference(image: np.ndarray, x: np.ndarray, y: np.ndarray, method: str = "lanczos3"):
+    """The plain 2-D gather of :func:`interpolate` (same results): the reference it is tested against."""
     n = KERNEL_HALF_WIDTH[method]
     ny, nx = image.shape
     shape = x.shape
@@ -124,6 +190,105 @@ def interpolate(image: np.ndarray, x: np.ndarray, y: np.ndarray, method: str = "
         values[idx] = np.where(good, np.einsum("pi,pij,pj->p", wy, patch, wx), 0.0)
         valid[idx] = good
     return values.reshape(shape), valid.reshape(shape)
+
+
+class ControlGrid:
+    """Exact WCS evaluation at a few control points of the cutout, a cubic polynomial for every pixel.
+
+    Over a cutout (tens of arcsec) the map from output pixel (col, row) to input pixel (x, y) -- inverse gnomonic
+    projection, then the tile WCS with its distortion (SIP, TPV, ...) -- is smooth, so a least-squares bivariate
+    cubic through ``n x n`` control points (corners included) reproduces it far below 1e-3 input pixel; the exact
+    map is evaluated there and at ``check`` points between them, where the fit is verified per source.
+
+    Parameters
+    ----------
+    size : int
+        Cutout side in output pixels.
+    pixel_scale_arcsec : float
+        Output pixel scale.
+    n : int
+        Control points per side (>= 4).
+    """
+
+    DEGREE = 3
+
+    def __init__(self, size: int, pixel_scale_arcsec: float, n: int = 7):
+        self.size = size
+        self.pixel_scale_arcsec = pixel_scale_arcsec
+        step = np.deg2rad(pixel_scale_arcsec / 3600.0)
+        c = (size - 1) / 2.0
+        half = max(c, 0.5)
+        t = np.linspace(0.0, size - 1.0, n)
+        rows, cols = np.meshgrid(t, t, indexing="ij")
+        # Check points: centres of the four corner cells and of the middle cell, where a fit errs most.
+        mid = [(t[0] + t[1]) / 2, (t[n // 2 - 1] + t[n // 2]) / 2, (t[-2] + t[-1]) / 2]
+        chk = np.array([(mid[0], mid[0]), (mid[0], mid[2]), (mid[2], mid[0]), (mid[2], mid[2]), (mid[1], mid[1])])
+        self.rows = np.concatenate([rows.ravel(), chk[:, 0]])
+        self.cols = np.concatenate([cols.ravel(), chk[:, 1]])
+        self.n_ctrl = n * n
+        # Tangent-plane coordinates of the control and check points (as tan_grid).
+        self.xi = -(self.cols - c) * step
+        self.eta = (self.rows - c) * step
+        powers = [(i, j) for i in range(self.DEGREE + 1) for j in range(self.DEGREE + 1 - i)]
+
+        def basis(u, v):
+            return np.stack([u**i * v**j for i, j in powers], axis=-1)
+
+        def dbasis(u, v, axis):
+            out = []
+            for i, j in powers:
+                if axis == 0:  # d/du
+                    out.append(i * u ** max(i - 1, 0) * v**j)
+                else:
+                    out.append(j * u**i * v ** max(j - 1, 0))
+            return np.stack(out, axis=-1) / half
+
+        u_c, v_c = (self.cols - c) / half, (self.rows - c) / half
+        fit = np.linalg.pinv(basis(u_c[: self.n_ctrl], v_c[: self.n_ctrl]))  # (terms, n_ctrl)
+        self.check = basis(u_c[self.n_ctrl :], v_c[self.n_ctrl :]) @ fit  # (n_check, n_ctrl)
+        g = (np.arange(size) - c) / half
+        v, u = np.meshgrid(g, g, indexing="ij")
+        u, v = u.ravel(), v.ravel()
+        self.fit = fit.T.copy()  # control values -> polynomial coefficients: (n_ctrl, terms)
+        # Coefficients -> every pixel's value, and its derivatives along col and row: (terms, size * size) each.
+        self.value = basis(u, v).T.copy()
+        self.d_col = dbasis(u, v, 0).T.copy()
+        self.d_row = dbasis(u, v, 1).T.copy()
+
+    def sky(self, ra0, dec0) -> tuple[np.ndarray, np.ndarray]:
+        """Sky positions (deg) of the control and check points of cutouts centred at ``ra0, dec0``: (B, P)."""
+        ra, dec = tan_to_sky(ra0, dec0, self.xi[None, :], self.eta[None, :])
+        return ra[:, 0], dec[:, 0]
+
+    def expand(self, px: np.ndarray, py: np.ndarray):
+        """Every pixel's input position and area ratio from the exact positions at the points of :meth:`sky`.
+
+        Parameters
+        ----------
+        px, py : ndarray, shape (B, P)
+            Input pixel coordinates of the control then check points.
+
+        Returns
+        -------
+        x, y, area : ndarray, shape (B, size, size)
+            Input position of each output pixel centre and ``|det d(x, y) / d(col, row)|``.
+        error : ndarray, shape (B,)
+            Largest distance (input pixels) between fit and exact map at the check points (NaN if not finite).
+        """
+        # Contiguous copies: a strided operand would take numpy's slow non-BLAS matmul.
+        cx = np.ascontiguousarray(px[:, : self.n_ctrl])
+        cy = np.ascontiguousarray(py[:, : self.n_ctrl])
+        ex = cx @ self.check.T - px[:, self.n_ctrl :]
+        ey = cy @ self.check.T - py[:, self.n_ctrl :]
+        error = np.sqrt(ex * ex + ey * ey).max(axis=1)
+        shape = (len(px), self.size, self.size)
+        ax, ay = cx @ self.fit, cy @ self.fit
+        x = (ax @ self.value).reshape(shape)
+        y = (ay @ self.value).reshape(shape)
+        area = (ax @ self.d_col) * (ay @ self.d_row)
+        area -= (ax @ self.d_row) * (ay @ self.d_col)
+        area = np.abs(area, out=area).reshape(shape)
+        return x, y, area, error
 
 
 def edge_distance(x: np.ndarray, y: np.ndarray, nx: int, ny: int) -> np.ndarray:

@@ -18,6 +18,8 @@ import dataclasses
 import functools
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -27,29 +29,46 @@ from . import __version__
 from .bands import sort_bands
 from .io import atomic_path, write_json
 from .log import setup
-from .sim.catalog import FIELD_CENTRE_DEG, component_fluxes, draw_catalog, field_side_deg
-from .sim.mosaic import MAX_STAMP_PX, band_grid, render_band, write_tiles
+from .sim.catalog import FIELD_CENTRE_DEG, component_fluxes, draw_catalog, field_side_deg, tan_project
+from .sim.mosaic import MAX_STAMP_PX, BandJob, band_grid, draw_masks, write_tile
 from .sim.noise import ZERO_POINT, band_noise
-from .sim.presets import get_preset
+from .sim.presets import Preset, get_preset
 from .sim.render import TRUNC_RE, moffat_fwhm_radius
-from .sim.sed import ColourGrid, extinction_coefficients
+from .sim.sed import ColourGrid, check_filters, extinction_coefficients
 from .sim.specz import describe, mock_survey
 
 log = logging.getLogger("pipeline.simulate")
 
 # Streams of the seed: changing how one part draws never changes another part's numbers.
 _STREAMS = ("catalog", "grids", "noise", "specz")
+# Reference-band galaxy magnitudes the catalog model (counts, sizes, redshifts) is meant for.
+_MAG_LIMITS = (8.0, 30.0)
 
 
 @functools.lru_cache(maxsize=4)
-def _colour_grid(preset_name: str) -> ColourGrid:
-    """The preset's (type x redshift) colour grid, computed once per process."""
-    return ColourGrid(get_preset(preset_name).filters)
+def _colour_grid(filters: tuple[tuple[str, str], ...]) -> ColourGrid:
+    """The (type x redshift) colour grid of ``filters`` (band, curve name pairs), computed once per process."""
+    return ColourGrid(dict(filters))
+
+
+def resolve_preset(sim_cfg: dict) -> Preset:
+    """The preset named by ``sim_cfg`` with its ``filters`` overrides applied; a ``ValueError`` for unknown bands or
+    filter curves."""
+    preset = get_preset(sim_cfg.get("preset", "sdss"))
+    overrides = dict(sim_cfg.get("filters") or {})
+    unknown = sorted(set(overrides) - set(preset.bands))
+    if unknown:
+        raise ValueError(
+            f"simulation.filters: bands {unknown} are not in the {preset.name} preset (bands {list(preset.bands)})"
+        )
+    filters = {**preset.filters, **overrides}
+    check_filters(filters)
+    return dataclasses.replace(preset, filters=filters)
 
 
 def _parameters(sim_cfg: dict) -> dict:
     """The resolved parameters that identify a survey (the preset's defaults filled in)."""
-    preset = get_preset(sim_cfg.get("preset", "sdss"))
+    preset = resolve_preset(sim_cfg)
     params = {
         "preset": preset.name,
         "n_sources": int(sim_cfg["n_sources"]),
@@ -58,9 +77,16 @@ def _parameters(sim_cfg: dict) -> dict:
         "star_fraction": float(sim_cfg.get("star_fraction", preset.star_fraction)),
         "mag_range": [float(m) for m in (sim_cfg.get("mag_range") or preset.gal_mag_range)],
     }
+    if sim_cfg.get("filters"):
+        params["filters"] = dict(sorted(sim_cfg["filters"].items()))
     lo, hi = params["mag_range"]
-    if not lo < hi:
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"simulation.mag_range: bright limit {lo} must be below faint limit {hi}")
+    if lo < _MAG_LIMITS[0] or hi > _MAG_LIMITS[1]:
+        raise ValueError(
+            f"simulation.mag_range {[lo, hi]} is outside the {list(_MAG_LIMITS)} that galaxy counts, sizes and "
+            f"redshifts are modelled over ({preset.ref_band}-band AB magnitudes)"
+        )
     if params["n_sources"] < 1:
         raise ValueError(f"simulation.n_sources must be positive, got {params['n_sources']}")
     if not 0.0 <= params["star_fraction"] < 1.0:
@@ -72,25 +98,75 @@ def _parameters(sim_cfg: dict) -> dict:
     return params
 
 
-def _check_destination(out: Path, params: dict) -> None:
-    """Refuse to replace anything but an empty directory or a survey made with the same parameters."""
+def _check_destination(out: Path, params: dict, shard=None) -> None:
+    """Refuse to replace anything but an empty directory or a survey made with the same parameters (and shard)."""
     if not out.exists():
         return
     if not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory; refusing to write a survey there")
     meta = out / "survey.json"
     if meta.exists():
-        old = json.loads(meta.read_text()).get("parameters")
-        if old != params:
+        old = json.loads(meta.read_text())
+        if old.get("parameters") != params or old.get("shard") != shard:
             raise FileExistsError(
-                f"{out} holds a different simulated survey ({old}); refusing to overwrite it with {params}: "
-                "remove it or choose another output directory"
+                f"{out} holds a different simulated survey ({old.get('parameters')}, shard {old.get('shard')}); "
+                f"refusing to overwrite it with {params}, shard {shard}: remove it or choose another output directory"
             )
     elif any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty and holds no survey.json; refusing to overwrite it")
 
 
-def simulate_survey(sim_cfg: dict, out) -> dict:
+def _parse_shard(shard):
+    """``"K/N"`` or (K, N) to ``[K, N]`` with 0 <= K < N; None stays None."""
+    if shard is None:
+        return None
+    if isinstance(shard, str):
+        try:
+            k, n = (int(v) for v in shard.split("/"))
+        except ValueError:
+            raise ValueError(f"shard {shard!r}: expected K/N, e.g. 0/8") from None
+    else:
+        k, n = (int(v) for v in shard)
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: need 0 <= K < N")
+    return [k, n]
+
+
+def _run_tiles(jobs: dict, tasks: list, workers: int) -> dict:
+    """Render and write every (band, tile) of ``tasks``, in ``workers`` processes; returns {task: file name}."""
+    global _JOBS
+    if workers <= 1 or len(tasks) <= 1:
+        return {t: write_tile(jobs[t[0]], t[1]) for t in tasks}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _JOBS = jobs  # inherited by the forked workers: the catalog arrays are not pickled per task
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            names = list(pool.map(_write_task, tasks, chunksize=1))
+    finally:
+        _JOBS = None
+    return dict(zip(tasks, names, strict=True))
+
+
+_JOBS = None
+
+
+def _write_task(task):
+    return write_tile(_JOBS[task[0]], task[1])
+
+
+def default_workers() -> int:
+    """Processes used for rendering: the CPUs this process may run on, at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) -> dict:
     """Simulate a multi-band imaging survey with its source catalog and spec-z surveys.
 
     Parameters
@@ -98,10 +174,15 @@ def simulate_survey(sim_cfg: dict, out) -> dict:
     sim_cfg : dict
         The config's ``simulation`` block: ``preset`` (``sdss``, ``cfhtls`` or ``hsc``), ``n_sources`` (galaxies
         plus stars), ``seed``, and optionally ``tile_size_px`` (largest tile side; tiles shrink evenly to cover the
-        field) and ``star_fraction``.
+        field), ``star_fraction``, ``mag_range`` (galaxies, reference band) and ``filters`` (band -> filter curve).
     out : str or Path
         Output directory; replaced atomically. An existing directory holding a survey with other parameters, or
         anything other than a survey, is an error.
+    workers : int, optional
+        Processes rendering tiles (default :func:`default_workers`); the files do not depend on it.
+    shard : str or (int, int), optional
+        ``"K/N"``: render only the tiles ``K, K + N, K + 2N ...`` of the band-major tile list (the catalog and
+        spec-z files are written by every shard, identical); :func:`merge_shards` joins the N shard folders.
 
     Returns
     -------
@@ -111,39 +192,49 @@ def simulate_survey(sim_cfg: dict, out) -> dict:
     Raises
     ------
     ValueError
-        Unknown preset or invalid parameters.
+        Unknown preset, band or filter curve, or invalid parameters.
     FileExistsError
         ``out`` holds a different survey.
     """
     t_start = time.monotonic()
     params = _parameters(sim_cfg)
-    preset = dataclasses.replace(get_preset(params["preset"]), gal_mag_range=tuple(params["mag_range"]))
+    shard = _parse_shard(shard)
+    preset = dataclasses.replace(resolve_preset(sim_cfg), gal_mag_range=tuple(params["mag_range"]))
     out = Path(out)
-    _check_destination(out, params)
+    _check_destination(out, params, shard)
+    workers = workers or default_workers()
     bands = sort_bands(preset.bands)
     streams = dict(zip(_STREAMS, np.random.SeedSequence(params["seed"]).spawn(len(_STREAMS)), strict=True))
     rng = {k: np.random.default_rng(s) for k, s in streams.items()}
-    scale = preset.pixel_scale_arcsec
 
     noises = {b: band_noise(preset, b) for b in bands}
-    psf_half = max(moffat_fwhm_radius(n.fwhm_px) for n in noises.values())
-    r_cap = (MAX_STAMP_PX // 2 - psf_half - 1) / TRUNC_RE * scale
-    colour_grid = _colour_grid(preset.name)
+    # The largest galaxy must fit the largest stamp in every band, whatever its pixel scale and seeing.
+    r_cap = min(
+        (MAX_STAMP_PX // 2 - moffat_fwhm_radius(noises[b].fwhm_px) - 1) / TRUNC_RE * preset.scale(b) for b in bands
+    )
+    colour_grid = _colour_grid(tuple(preset.filters.items()))
     df = draw_catalog(preset, params["n_sources"], params["star_fraction"], rng["catalog"], r_cap, colour_grid)
     side = field_side_deg(preset, params["n_sources"])
+    xi_src, _ = tan_project(df["ra"].to_numpy(), df["dec"].to_numpy())
+    xi_max = {b: -side / 2 + preset.coverage[b] * side for b in bands if preset.coverage.get(b, 1.0) < 1.0}
+    for band, cut in xi_max.items():
+        # Sources outside a band's footprint have no measurement there.
+        df.loc[xi_src > cut, [f"mag_{band}", f"magerr_{band}"]] = np.nan
     log.info("%s preset: %d sources over %.1f arcmin square", preset.name, len(df), side * 60)
 
+    jobs = {}
+    shapes = {c: df[c].to_numpy() for c in ("r_bulge_arcsec", "r_disk_arcsec", "q_bulge", "q_disk", "pa_deg")}
     with atomic_path(out, suffix="") as tmp:
         tmp.mkdir()
-        tiles = {}
         for band in bands:
-            grid = band_grid(band, side, scale, params["tile_size_px"], rng["grids"])
+            scale = preset.scale(band)
+            grid = band_grid(band, side, scale, params["tile_size_px"], rng["grids"], preset.sip_max_px)
             bulge, disk = component_fluxes(df, preset, colour_grid, band)
+            x, y = grid.world_to_pixel(df["ra"].to_numpy(), df["dec"].to_numpy())
             noise = noises[band]
-            canvas = render_band(grid, df, bulge, disk, noise, preset.moffat_beta, scale, rng["noise"])
             keywords = {
                 "BAND": (band, "photometric band"),
-                "FILTER": (preset.filters[band], "speclite filter curve"),
+                "FILTER": (preset.filters[band], "filter curve (speclite or astro-sedpy name)"),
                 "PIXSCALE": (scale, "arcsec per pixel"),
                 "PSF_FWHM": (preset.psf_fwhm_arcsec[band], "PSF FWHM, arcsec (Moffat)"),
                 "PSFBETA": (preset.moffat_beta, "Moffat beta of the PSF"),
@@ -158,10 +249,19 @@ def simulate_survey(sim_cfg: dict, out) -> dict:
                 "SIMSEED": (params["seed"], "simulation seed"),
                 "ORIGIN": "pipeline.simulate",
             }
-            tiles[band] = write_tiles(canvas, grid, tmp / "mosaics" / band, keywords)
-            log.info(
-                "band %s: %d tiles of %d px (%.1f s)", band, len(grid.tiles), grid.tile_size, time.monotonic() - t_start
-            )
+            jobs[band] = BandJob(
+                grid=grid, x=x, y=y, jac=grid.jacobian_arcsec(x, y), bulge=bulge, disk=disk, shapes=shapes,
+                is_star=df["is_star"].to_numpy(), noise=noise, beta=preset.moffat_beta, scale=scale,
+                noise_entropy=int(rng["noise"].integers(2**62)), masks=draw_masks(grid.size, rng["noise"]),
+                xi_max=xi_max.get(band), keywords=keywords, out_dir=tmp / "mosaics" / band,
+            )  # fmt: skip
+        tasks = [(b, k) for b in bands for k in range(len(jobs[b].grid.tiles))]
+        mine = tasks if shard is None else tasks[shard[0] :: shard[1]]
+        names = _run_tiles(jobs, mine, workers)
+        log.info(
+            "%d tiles in %d bands rendered with %d processes (%.1f s)",
+            len(mine), len(bands), workers, time.monotonic() - t_start,
+        )  # fmt: skip
         df.to_parquet(tmp / "sources.parquet", index=False)
 
         (tmp / "specz").mkdir()
@@ -174,16 +274,24 @@ def simulate_survey(sim_cfg: dict, out) -> dict:
             specz[survey.name] = {**describe(survey), "n": len(table)}
             log.info("spec-z survey %s: %d redshifts", survey.name, len(table))
 
+        all_names = {t: f"tile-{t[1]:02d}.fits" for t in tasks}
+        if shard is None:
+            tiles = {b: [f"mosaics/{b}/{all_names[t]}" for t in tasks if t[0] == b and names[t]] for b in bands}
+        else:
+            # A shard cannot know which of the others' tiles are empty: list its own, merge_shards lists them all.
+            tiles = {b: [f"mosaics/{b}/{all_names[t]}" for t in mine if t[0] == b and names[t]] for b in bands}
         summary = {
             "parameters": params,
             "preset": preset.name,
             "bands": bands,
             "filters": {b: preset.filters[b] for b in bands},
-            "pixel_scale_arcsec": {b: scale for b in bands},
+            "pixel_scale_arcsec": {b: preset.scale(b) for b in bands},
             "psf_fwhm_arcsec": {b: preset.psf_fwhm_arcsec[b] for b in bands},
             "depth_5sigma_mag": {b: preset.depth_mag[b] for b in bands},
             "sky_noise_nmgy_per_pixel": {b: noises[b].sigma_pix for b in bands},
             "extinction_r_coefficients": extinction_coefficients({b: preset.filters[b] for b in bands}),
+            "coverage_fraction": {b: preset.coverage.get(b, 1.0) for b in bands},
+            "sip_distortion": preset.sip_max_px > 0,
             "zero_point": ZERO_POINT,
             "flux_unit": "nanomaggy",
             "sky_subtracted": True,
@@ -192,36 +300,100 @@ def simulate_survey(sim_cfg: dict, out) -> dict:
             "n_sources": params["n_sources"],
             "n_stars": int(df["is_star"].sum()),
             "seed": params["seed"],
-            "tiles": {b: [f"mosaics/{b}/{name}" for name in tiles[b]] for b in bands},
+            "tiles": tiles,
             "specz": specz,
             "pipeline_version": __version__,
         }
+        if shard is not None:
+            summary["shard"] = shard
         write_json(summary, tmp / "survey.json")
     log.info("survey written to %s in %.1f s", out, time.monotonic() - t_start)
     return summary
 
 
-def _load_sim_cfg(path) -> dict:
-    """The validated ``simulation`` block of a YAML config file."""
-    from pipeline.config import load_config
+def merge_shards(parts, out) -> dict:
+    """Join the folders written by ``simulate_survey(..., shard="K/N")`` for K = 0..N-1 into one survey at ``out``.
 
-    cfg = load_config(path, sections=("simulation",))
-    if "simulation" not in cfg:
+    Every part must hold the same parameters and a distinct shard of the same N; the result is byte-identical to the
+    survey made in one go.
+    """
+    parts = [Path(p) for p in parts]
+    metas = [json.loads((p / "survey.json").read_text()) for p in parts]
+    params = metas[0]["parameters"]
+    shards = sorted(tuple(m.get("shard") or ()) for m in metas)
+    n = shards[0][1] if shards and len(shards[0]) == 2 else None
+    if n is None or shards != [(k, n) for k in range(n)]:
+        raise ValueError(f"merge_shards: need the shards 0..N-1 of one survey exactly once, got {shards}")
+    for p, m in zip(parts, metas, strict=True):
+        if m["parameters"] != params:
+            raise ValueError(f"merge_shards: {p} holds a survey with other parameters ({m['parameters']})")
+    out = Path(out)
+    _check_destination(out, params)
+    summary = {k: v for k, v in metas[0].items() if k != "shard"}
+    summary["tiles"] = {
+        b: sorted({t for m in metas for t in m["tiles"][b]}, key=lambda t: int(t.split("-")[-1][:-5]))
+        for b in summary["bands"]
+    }
+    with atomic_path(out, suffix="") as tmp:
+        shutil.copytree(parts[0], tmp, ignore=shutil.ignore_patterns("mosaics", "survey.json"))
+        for p, m in zip(parts, metas, strict=True):
+            for band in m["bands"]:
+                for rel in m["tiles"][band]:
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(p / rel, tmp / rel)
+        write_json(summary, tmp / "survey.json")
+    return summary
+
+
+def _load_sim_cfg(path) -> dict:
+    """The validated ``simulation`` block of a YAML config file (a whole pipeline config, or that block alone)."""
+    import yaml
+
+    from pipeline.config import validate_config
+
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(cfg, dict) or "simulation" not in cfg:
         raise ValueError(f"{path}: no top-level 'simulation' block")
-    return dict(cfg["simulation"])
+    sub = validate_config({"simulation": cfg["simulation"]}, source=str(path), sections=("simulation",))
+    return dict(sub["simulation"])
+
+
+def _band_globs(items) -> dict:
+    out = {}
+    for item in items or ():
+        band, sep, pattern = item.partition("=")
+        if not sep or not band or not pattern:
+            raise ValueError(f"--inject-into {item!r}: expected BAND=GLOB, e.g. r='frames/frame-r-*.fits*'")
+        out[band] = pattern
+    return out
 
 
 def main(argv=None) -> None:
-    """Command line: ``photoz simulate --config FILE --out DIR [--preset P] [--n-sources N] [--seed S]``."""
+    """Command line: ``photoz simulate --config FILE --out DIR [--preset P] [--n-sources N] [--seed S]``, plus
+    ``--shard K/N`` and ``--merge PART ...`` for sharded runs and ``--inject-into BAND=GLOB ...`` for injection."""
     parser = argparse.ArgumentParser(prog="photoz simulate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML config with a top-level 'simulation' block")
     parser.add_argument("--out", required=True, help="output survey directory")
     parser.add_argument("--preset", help="override simulation.preset (sdss, cfhtls, hsc)")
     parser.add_argument("--n-sources", type=int, help="override simulation.n_sources")
     parser.add_argument("--seed", type=int, help="override simulation.seed")
+    parser.add_argument("--workers", type=int, help="rendering processes (default: the usable CPUs, at most 8)")
+    parser.add_argument("--shard", help="render only tiles K, K+N, ... of the band-major tile list (K/N)")
+    parser.add_argument("--merge", nargs="+", metavar="PART", help="join shard folders into --out, then stop")
+    parser.add_argument(
+        "--inject-into",
+        action="append",
+        metavar="BAND=GLOB",
+        help="render the mock galaxies into the user's FITS mosaics of BAND (repeat per band) instead of simulating",
+    )
+    parser.add_argument("--psf-fwhm", type=float, help="injection: PSF FWHM in arcsec when headers lack one")
+    parser.add_argument("--zero-point", type=float, help="injection: AB zero point when headers lack one")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup(args.verbose)
+    if args.merge:
+        merge_shards(args.merge, args.out)
+        return
     sim_cfg = _load_sim_cfg(args.config) if args.config else {}
     for key, value in (("preset", args.preset), ("n_sources", args.n_sources), ("seed", args.seed)):
         if value is not None:
@@ -229,7 +401,14 @@ def main(argv=None) -> None:
     missing = [k for k in ("n_sources", "seed") if k not in sim_cfg]
     if missing:
         parser.error(f"missing simulation parameters {missing}: give --config or the options")
-    simulate_survey(sim_cfg, args.out)
+    if args.inject_into:
+        from .sim.inject import inject_survey
+
+        inject_survey(
+            sim_cfg, _band_globs(args.inject_into), args.out, psf_fwhm_arcsec=args.psf_fwhm, zero_point=args.zero_point
+        )
+        return
+    simulate_survey(sim_cfg, args.out, workers=args.workers, shard=args.shard)
 
 
 if __name__ == "__main__":

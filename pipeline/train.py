@@ -20,8 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from pipeline import datacube, inference, io, metrics, pdf
-from pipeline.preprocess import standardise
+from pipeline import datacube, inference, io, loader, metrics, pdf
 from pipeline.zgrid import ZGrid
 
 log = logging.getLogger("pipeline.train")
@@ -65,11 +64,13 @@ def split_inner(train_idx: np.ndarray, val_fraction: float, seed: int, fold: int
 class Run:
     """Everything one (model, fold, seed) training job holds; built from the config and the datacube."""
 
-    def __init__(self, cfg: dict, model_name: str, fold: int, seed: int, cube_path, out_dir):
+    def __init__(
+        self, cfg: dict, model_name: str, fold: int, seed: int, cube_path, out_dir, max_memory_gb: float | None = None
+    ):
         self.cfg, self.tcfg = cfg, cfg["training"]
         self.fold, self.seed, self.out = fold, seed, Path(out_dir)
         self.zgrid = ZGrid.from_config(cfg["zgrid"])
-        data = datacube.load(cube_path)
+        data = datacube.load(cube_path, cubes=False)
         n_folds = int(data["attrs"]["n_folds"])
         if not 0 <= fold < n_folds:
             raise ValueError(f"fold {fold} out of range: the datacube has {n_folds} folds")
@@ -95,10 +96,11 @@ class Run:
         self.train_idx, self.val_idx = split_inner(np.flatnonzero(~is_test), self.tcfg["val_fraction"], seed, fold)
         if len(self.train_idx) == 0 or len(self.test_idx) == 0:
             raise ValueError(f"fold {fold}: {len(self.train_idx)} training and {len(self.test_idx)} test objects")
-        mean = torch.tensor(data["norm_mean"][fold])
-        std = torch.tensor(data["norm_std"][fold])
-        # the whole (small enough) cube lives on the device once, standardised; batches are index gathers
-        self.x = standardise(torch.from_numpy(data["cubes"]), mean, std).to(self.device)
+        # standardised once on the device when the cube fits the memory budget (batches are index gathers there),
+        # else read batch by batch from the file; the batches are the same either way
+        self.cubes = loader.open_cubes(
+            cube_path, data["norm_mean"][fold], data["norm_std"][fold], self.device, max_memory_gb
+        )
         self.ebv = torch.from_numpy(data["ebv"].astype(np.float32)).to(self.device)
         self.z = torch.from_numpy(data["z_spec"].astype(np.float32)).to(self.device)
         self.label = torch.from_numpy(self.zgrid.bin_index(data["z_spec"])).to(self.device)
@@ -157,7 +159,7 @@ class Run:
 
     # -- training ---------------------------------------------------------------------------------------------
     def loss(self, idx: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-        x = self.x[idx]
+        x = self.cubes.batch(idx)
         if gen is not None:
             x = augment(x, gen)
         if self.device.type == "cuda":
@@ -208,7 +210,7 @@ class Run:
             b = idx[start : start + 512]
             losses.append(self.loss(b, None).item() * len(b))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                logits, _ = self.forward(self.x[b], self.ebv[b])
+                logits, _ = self.forward(self.cubes.batch(b), self.ebv[b])
             pdfs.append(torch.softmax(logits.float(), 1).cpu().numpy())
         z_phot = pdf.point_estimates(np.concatenate(pdfs), self.zgrid.edges)["z_phot"]
         return {
@@ -248,7 +250,7 @@ class Run:
         mean, std = np.asarray(self.meta["norm_mean"]), np.asarray(self.meta["norm_std"])
         t = self.test_idx
         probs, z_reg = inference.predict_batches(
-            self.model, self.data["cubes"][t], self.data["ebv"][t], mean, std, self.device, self.zgrid.n_bins
+            self.model, loader.Rows(self.cubes.raw, t), self.data["ebv"][t], mean, std, self.device, self.zgrid.n_bins
         )
         pdf.write_pdfs(
             self.out / "test_pdf.h5",
@@ -267,15 +269,19 @@ class Run:
         inference.save_checkpoint({"meta": self.meta, "model": self.model.cpu().state_dict()}, self.out / "model.pt")
 
 
-def train_one(cfg: dict, model_name: str, fold: int, seed: int, cube_path, out_dir, tag: str = "") -> Path:
+def train_one(
+    cfg: dict, model_name: str, fold: int, seed: int, cube_path, out_dir, tag: str = "", max_memory_gb=None
+) -> Path:
     """Train, or resume, one (model, fold, seed) run; returns the path of its ``model.pt``.
 
     ``tag`` (the workflow passes a hash of the training code) is part of the checkpoint's identity, so a job rerun
-    after a code change starts afresh instead of resuming from weights the old code made.
+    after a code change starts afresh instead of resuming from weights the old code made. ``max_memory_gb`` caps
+    the memory the standardised cube may take on the device before it is streamed from the file instead
+    (:func:`pipeline.loader.open_cubes`).
     """
     if model_name not in cfg["models"]:
         raise ValueError(f"model {model_name!r} is not in the config's models: {list(cfg['models'])}")
-    run = Run(cfg, model_name, fold, seed, cube_path, out_dir)
+    run = Run(cfg, model_name, fold, seed, cube_path, out_dir, max_memory_gb)
     run.meta["tag"] = tag
     n_params = sum(p.numel() for p in run.model.parameters())
     log.info(
@@ -307,11 +313,18 @@ def main(argv=None) -> None:
     parser.add_argument("--out-dir", required=True, help="run folder (checkpoint.pt, history.csv, model.pt, ...)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--tag", default="", help="code hash: a checkpoint with another tag is not resumed")
+    parser.add_argument(
+        "--max-memory-gb",
+        type=float,
+        default=None,
+        help=f"largest standardised cube held in memory on the device, else streamed from the file "
+        f"(default: ${loader.ENV_BUDGET}, else half the free memory)",
+    )
     args = parser.parse_args(argv)
     plog.setup()
     inference.set_threads(args.threads)
     cfg = load_config(args.config, sections=("training", "zgrid", "models"))
-    train_one(cfg, args.model, args.fold, args.seed, args.datacube, args.out_dir, args.tag)
+    train_one(cfg, args.model, args.fold, args.seed, args.datacube, args.out_dir, args.tag, args.max_memory_gb)
 
 
 if __name__ == "__main__":

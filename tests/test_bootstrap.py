@@ -45,8 +45,9 @@ def test_fast_equals_direct(n):
     zs, za, zb = _data(n, 0.97, seed=4)
     order = np.argsort(bootstrap.delta_z(za, zs), kind="stable")
     dz_a, dz_b = bootstrap.delta_z(za, zs)[order], bootstrap.delta_z(zb, zs)[order]
-    fast = bootstrap._paired_bootstrap_fast(dz_a, dz_b, 300, np.random.default_rng(5), 0.05)
-    direct = bootstrap._paired_bootstrap_direct(dz_a, dz_b, 300, np.random.default_rng(5), 0.05)
+    fast = bootstrap._paired_bootstrap_fast(dz_a, dz_b, 300, 5, 0.05, workers=2)
+    direct = bootstrap._paired_bootstrap_direct(dz_a, dz_b, 300, 5, 0.05)
+    assert np.array_equal(bootstrap._paired_bootstrap_fast(dz_a, dz_b, 300, 5, 0.05, workers=1), fast)
     np.testing.assert_array_equal(fast[:, :2], direct[:, :2])  # medians and counts: bit for bit
     np.testing.assert_allclose(fast[:, 2], direct[:, 2], rtol=0, atol=1e-14)  # sums in another order
     pf = bootstrap.paired_bootstrap(zs, za, zb, 2000, 6, 0.05, method="fast")

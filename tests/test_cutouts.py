@@ -250,7 +250,8 @@ def test_main_writes_hdf5(rotated_tile, tmp_path):
     cutouts.main(argv + ["--interpolation", "bilinear", "--shard", "0/1"])
     with h5py.File(out) as h5:
         assert h5["cubes"].shape == (2, 2, 16, 16) and h5["cubes"].chunks[0] == 2
-        assert list(h5["object_id"][:]) == [100, 101]
+        # Rows come in processing (sky) order: match them by object_id.
+        assert sorted(h5["object_id"][:]) == [100, 101]
         assert h5["coverage"].shape == (2, 2)
         assert list(h5.attrs["bands"]) == ["g", "r"]
         assert h5.attrs["size"] == 16 and h5.attrs["pixel_scale_arcsec"] == SCALE
@@ -306,3 +307,175 @@ def test_sdss_frames(sdss_cutouts):
         for b in (1, 2):  # g, r
             row, col = np.unravel_index(np.argmax(cube[b]), cube[b].shape)
             assert abs(row - c) <= 1 and abs(col - c) <= 1, (b, row, col)
+
+
+def sip_wcs(shape, ra=RA0, dec=DEC0, scale_arcsec=SCALE):
+    """A TAN-SIP WCS with strong 2nd and 3rd order distortion (about 2 px at the tile edge)."""
+    ny, nx = shape
+    d = scale_arcsec / 3600.0
+    h = fits.Header()
+    h.update(NAXIS=2, NAXIS1=nx, NAXIS2=ny, CTYPE1="RA---TAN-SIP", CTYPE2="DEC--TAN-SIP", CRVAL1=ra, CRVAL2=dec)
+    h.update(CRPIX1=nx / 2 - 10.0, CRPIX2=ny / 2 + 7.0, CD1_1=-d, CD1_2=0.02 * d, CD2_1=0.02 * d, CD2_2=d)
+    h.update(A_ORDER=3, B_ORDER=3, A_2_0=1e-4, A_0_2=-5e-5, A_1_1=8e-5, A_3_0=4e-7, A_1_2=-3e-7)
+    h.update(B_2_0=-6e-5, B_0_2=1e-4, B_1_1=5e-5, B_0_3=3e-7, B_2_1=2e-7)
+    return WCS(h)
+
+
+def tpv_wcs(shape, ra=RA0, dec=DEC0, scale_arcsec=SCALE):
+    """A TPV WCS (DECam/SCAMP style) with 2nd and 3rd order PV terms (about 1 px at the tile corners)."""
+    ny, nx = shape
+    d = scale_arcsec / 3600.0
+    h = fits.Header()
+    h.update(NAXIS=2, NAXIS1=nx, NAXIS2=ny, CTYPE1="RA---TPV", CTYPE2="DEC--TPV", CRVAL1=ra, CRVAL2=dec)
+    h.update(CRPIX1=nx / 2 + 5.0, CRPIX2=ny / 2 - 3.0, CD1_1=-d, CD1_2=0.0, CD2_1=0.0, CD2_2=d)
+    h.update(PV1_0=0.0, PV1_1=1.0, PV1_2=0.0, PV1_4=0.3, PV1_5=-0.2, PV1_6=0.15, PV1_7=-80.0, PV1_9=60.0)
+    h.update(PV2_0=0.0, PV2_1=1.0, PV2_2=0.0, PV2_4=0.2, PV2_5=0.1, PV2_6=-0.3, PV2_8=70.0, PV2_10=-50.0)
+    return WCS(h)
+
+
+def _max_fit_error_px(wcs, ra, dec, size):
+    """Largest distance (input px) between the control-point fit and the exact per-pixel map."""
+    grid = resample.ControlGrid(size, SCALE)
+    sra, sdec = grid.sky(ra, dec)
+    px, py = wcs.all_world2pix(sra.ravel(), sdec.ravel(), 0)
+    x, y, area, check = grid.expand(px.reshape(sra.shape), py.reshape(sra.shape))
+    xi, eta = resample.tan_grid(size, SCALE)
+    fra, fdec = resample.tan_to_sky(ra, dec, xi, eta)
+    ex, ey = wcs.all_world2pix(fra.ravel(), fdec.ravel(), 0)
+    ex, ey = ex.reshape(x.shape), ey.reshape(x.shape)
+    area_exact = resample.area_ratio(ex, ey)[:, 1:-1, 1:-1]
+    # The fit's analytic Jacobian against central differences of the exact map (themselves good to ~1e-4 here).
+    assert np.abs(area[:, 1:-1, 1:-1] / area_exact - 1).max() < 1e-3
+    return max(np.hypot(x - ex, y - ey).max(), check.max())
+
+
+@pytest.mark.parametrize("make_wcs", [sip_wcs, tpv_wcs], ids=["sip", "tpv"])
+def test_distorted_wcs_fit_and_match_reproject(tmp_path, make_wcs):
+    from reproject import reproject_interp
+
+    shape = (260, 240)
+    w = make_wcs(shape)
+    # The distortion is real: the WCS departs from its linear part by about a pixel or more at a corner.
+    lin = WCS(naxis=2)
+    lin.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    lin.wcs.crval, lin.wcs.crpix, lin.wcs.cd = w.wcs.crval, w.wcs.crpix, w.wcs.cd
+    corners = [[0, 0], [shape[1] - 1, 0], [0, shape[0] - 1], [shape[1] - 1, shape[0] - 1]]
+    offset = np.subtract(w.all_pix2world(corners, 0), lin.all_pix2world(corners, 0)) * 3600
+    assert np.hypot(offset[:, 0] * np.cos(np.deg2rad(DEC0)), offset[:, 1]).max() > 0.4
+    # Sources over the whole tile, the corners included: the fit errs far below 1e-3 input px.
+    xs, ys = np.meshgrid([40.0, 120.0, 200.0], [40.0, 130.0, 220.0])
+    ra, dec = w.all_pix2world(xs.ravel(), ys.ravel(), 0)
+    assert _max_fit_error_px(w, ra, dec, 64) < 1e-3
+    # An analytic source near a corner of the tile, where the distortion is largest.
+    sra, sdec = w.all_pix2world([[50.3, 60.7]], 0)[0]
+    path = write_tile(tmp_path / "d.fits", w, render(w, shape, [(sra, sdec, 100.0, 1.2)], SCALE))
+    with fits.open(path) as hdul:  # the header as written and read back, so both sides see the same WCS
+        w_file = WCS(hdul[0].header)
+    size = 40
+    res = extract_cutouts(sources(sra, sdec), {"r": [path]}, size=size, interpolation="bilinear", background="none")
+    ref, _ = reproject_interp(path, output_wcs(sra, sdec, size), shape_out=(size, size), order="bilinear")
+    # Our cutout is in flux per output pixel: divide by the local area ratio (distortion included) to compare.
+    grid = resample.ControlGrid(size, SCALE)
+    gra, gdec = grid.sky([sra], [sdec])
+    px, py = w_file.all_world2pix(gra.ravel(), gdec.ravel(), 0)
+    area = grid.expand(px[None], py[None])[2][0]
+    inner = slice(3, size - 3)
+    diff = res["cubes"][0, 0][inner, inner] / area[inner, inner] - ref[inner, inner]
+    assert np.abs(diff).max() < 1e-3 * ref.max()
+
+
+@pytest.mark.parametrize("kind", ["fz", "gz"])
+def test_compressed_tiles(tmp_path, kind):
+    from reproject import reproject_interp
+
+    shape = (150, 140)
+    w = sip_wcs(shape)
+    img = render(w, shape, [(RA0, DEC0, 100.0, 1.0)], SCALE).astype(np.float32)
+    header = w.to_header(relax=True)
+    header["BUNIT"] = "nanomaggy"
+    if kind == "fz":
+        path = tmp_path / "t.fits.fz"
+        hdu = fits.CompImageHDU(img, header=header, compression_type="GZIP_2", quantize_level=0.0)
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    else:
+        path = tmp_path / "t.fits.gz"
+        fits.PrimaryHDU(img, header=header).writeto(path)
+    with fits.open(path) as hdul:
+        hdu = hdul[1] if kind == "fz" else hdul[0]
+        data, w_file = np.array(hdu.data, dtype=np.float64), WCS(hdu.header)
+    assert np.array_equal(data, img)  # lossless
+    size = 32
+    res = extract_cutouts(
+        sources(RA0, DEC0), {"r": [str(path)]}, size=size, interpolation="bilinear", background="none"
+    )
+    assert res["units"] == {"r": "nanomaggy"} and res["coverage"][0, 0] == 1.0
+    ref, _ = reproject_interp((data, w_file), output_wcs(RA0, DEC0, size), shape_out=(size, size), order="bilinear")
+    grid = resample.ControlGrid(size, SCALE)
+    gra, gdec = grid.sky([RA0], [DEC0])
+    px, py = w_file.all_world2pix(gra.ravel(), gdec.ravel(), 0)
+    area = grid.expand(px[None], py[None])[2][0]
+    inner = slice(3, size - 3)
+    diff = res["cubes"][0, 0][inner, inner] / area[inner, inner] - ref[inner, inner]
+    assert np.abs(diff).max() < 1e-3 * ref.max()
+
+
+@pytest.mark.parametrize("method", ["bilinear", "lanczos3"])
+def test_interpolate_matches_reference(method):
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(40, 50)).astype(">f4")  # big-endian, as FITS memory maps are
+    img[20, 30] = np.nan
+    x = np.concatenate([rng.uniform(-3, 52, 3000), [5.0, 5.0 + 1e-12, np.nan]])
+    y = np.concatenate([rng.uniform(-3, 42, 3000), [7.0, 7.0, 3.0]])
+    v, ok = resample.interpolate(img, x, y, method)
+    v_ref, ok_ref = resample._interpolate_reference(img, x, y, method)
+    assert np.array_equal(ok, ok_ref) and 0 < ok.sum() < len(x)
+    assert np.abs(v - v_ref).max() < 1e-8
+    frac = np.linspace(0, 1, 101, endpoint=False)
+    assert np.abs(resample._weights_fast(frac) - resample._weights(frac, "lanczos3")).max() < 1e-8
+
+
+def test_streaming_writer_bounded_memory(tmp_path):
+    """The HDF5 writer holds one block of cutouts at a time: 10x the sources, far less than 10x the memory."""
+    import tracemalloc
+
+    shape = (300, 300)
+    w = tile_wcs(RA0, DEC0, shape)
+    paths = [write_tile(tmp_path / f"{b}.fits", w, np.ones(shape)) for b in "gr"]
+    rng = np.random.default_rng(5)
+    half = 100 * SCALE / 3600
+
+    def peak(n):
+        df = sources(RA0 + rng.uniform(-half, half, n), DEC0 + rng.uniform(-half, half, n))
+        tracemalloc.start()
+        out = cutouts.extract_to_hdf5(
+            df,
+            {"g": [paths[0]], "r": [paths[1]]},
+            tmp_path / f"s{n}.h5",
+            size=32,
+            block_size=100,
+            interpolation="bilinear",
+        )
+        used = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert out["n"] == n and set(out["opened"].values()) == {1}  # every file opened once
+        with h5py.File(tmp_path / f"s{n}.h5") as h5:
+            assert sorted(h5["object_id"][:]) == sorted(df["object_id"])
+            assert np.allclose(h5["cubes"][:, :, 8:24, 8:24], 0.0, atol=1e-5)  # flat sky, background removed
+        return used
+
+    small, large = peak(200), peak(2000)
+    cube_bytes = 2000 * 2 * 32 * 32 * 4
+    assert large < 3 * small and large < cube_bytes
+
+
+def test_extract_to_hdf5_matches_in_memory(rotated_tile, tmp_path):
+    path, _ = rotated_tile
+    df = sources(RA0 + np.linspace(-3e-3, 3e-3, 7), DEC0 + np.linspace(3e-3, -3e-3, 7))
+    res = extract_cutouts(df, {"r": [path], "g": [path]}, size=16, block_size=3)
+    cutouts.extract_to_hdf5(df, {"r": [path], "g": [path]}, tmp_path / "c.h5", size=16, block_size=3)
+    with h5py.File(tmp_path / "c.h5") as h5:
+        order = np.argsort(h5["object_id"][:])
+        assert np.array_equal(h5["object_id"][:][order], res["object_id"])
+        assert np.array_equal(h5["cubes"][:][order], res["cubes"])
+        assert np.array_equal(h5["coverage"][:][order], res["coverage"])
+        assert list(h5.attrs["bands"]) == ["g", "r"] and h5.attrs["interpolation"] == "lanczos3"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pandas as pd
+import pyarrow
+import pyarrow.parquet
 import pytest
 
 from pipeline import datacube, preprocess
@@ -62,3 +64,66 @@ def test_nothing_matches_is_an_error(tmp_path):
 def test_compression_formula():
     x = np.array([-3.0, 0.0, 3.0])
     assert np.allclose(preprocess.compress(x), [-1.0, 0.0, 1.0])
+
+
+def test_cube_parquet_reads_back_identical_arrays(tmp_path, monkeypatch):
+    monkeypatch.setattr(datacube, "ROW_GROUP_OBJECTS", 16)  # several row groups per shard
+    path, _ = make_datacube(tmp_path, n=70)
+    data = datacube.load(path)
+    pq_path = datacube.cubes_parquet_path(path)
+    assert pq_path.name == "train.cubes.parquet"
+    object_id, cubes, info = datacube.read_cubes_parquet(pq_path)
+    assert np.array_equal(object_id, data["object_id"])
+    assert cubes.dtype == np.float32 and np.array_equal(cubes, data["cubes"])
+    assert info == {"shape": [3, 16, 16], "bands": ["g", "r", "i"]}
+    meta = pyarrow.parquet.ParquetFile(pq_path)
+    cube_type = meta.schema_arrow.field("cube").type
+    assert meta.num_row_groups > 2 and pyarrow.types.is_fixed_size_list(cube_type) and cube_type.list_size == 768
+    # the catalog view is unchanged: catalog columns only, same row order
+    view = pd.read_parquet(path.with_suffix(".parquet"))
+    assert "cube" not in view.columns and view.object_id.tolist() == object_id.tolist()
+
+
+def _p19_npz(path, n=30, size=8, seed=1, **fields):
+    rng = np.random.default_rng(seed)
+    cube = rng.normal(0, 1, (n, size, size, 5)).astype(np.float32)
+    cube[2, :, :, 0] = 0  # u missing: zero-filled
+    names = {"z": "z", "ebv": "ebv", **fields}
+    labels = np.zeros(n, dtype=[(names["z"], "f4"), (names["ebv"], "f4"), ("ra", "f8")])
+    labels[names["z"]] = rng.uniform(0, 0.3, n)
+    labels[names["ebv"]] = rng.uniform(0, 0.1, n)
+    labels["ra"] = np.arange(n)
+    np.savez(path, cube=cube, labels=labels)
+    return cube, labels
+
+
+def test_import_cube_writes_the_pack_store(tmp_path, monkeypatch):
+    from pipeline import import_cube
+    from pipeline.cli import main as cli
+    from pipeline.specz import assign_folds
+
+    monkeypatch.setattr(datacube, "ROW_GROUP_OBJECTS", 7)  # streamed in several blocks
+    cube, labels = _p19_npz(tmp_path / "p19.npz")
+    cli(["import-cube", "--npz", str(tmp_path / "p19.npz"), "--out", str(tmp_path / "sdss.h5"), "--seed", "3"])
+    data = datacube.load(tmp_path / "sdss.h5")
+    assert data["cubes"].shape == (30, 5, 8, 8)
+    assert np.array_equal(data["cubes"], cube.transpose(0, 3, 1, 2))  # N x H x W x C -> N x C x H x W
+    assert data["attrs"]["bands"] == list("ugriz") and data["attrs"]["n_folds"] == 5
+    assert np.array_equal(data["fold"], assign_folds(30, 5, 3))
+    assert np.allclose(data["z_spec"], labels["z"]) and np.allclose(data["ebv"], labels["ebv"])
+    assert data["missing_bands"][2] == 1 and (np.delete(data["missing_bands"], 2) == 0).all()
+    for f in range(5):  # the same statistics pack computes, never from the test fold
+        xc = preprocess.compress(data["cubes"][data["fold"] != f].astype(np.float64))
+        assert np.allclose(data["norm_mean"][f], xc.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+    view = pd.read_parquet(tmp_path / "sdss.parquet")
+    assert view.object_id.tolist() == list(range(30)) and np.allclose(view.ra, labels["ra"])
+    ids, cubes, _ = datacube.read_cubes_parquet(tmp_path / "sdss.cubes.parquet")
+    assert np.array_equal(cubes, data["cubes"])
+
+    # other field names for the labels, and a wrong one
+    _p19_npz(tmp_path / "other.npz", z="zspec", ebv="EBV")
+    import_cube.import_cube(tmp_path / "other.npz", tmp_path / "o.h5", z_field="zspec", ebv_field="EBV", n_folds=3)
+    assert datacube.load(tmp_path / "o.h5")["attrs"]["n_folds"] == 3
+    with pytest.raises(KeyError, match="no field 'z'"):
+        import_cube.import_cube(tmp_path / "other.npz", tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists()

@@ -1,9 +1,11 @@
-"""Networks: shapes, E(B-V) path, modalities (Table C.2), fusion variants, dropout and the baseline reduction."""
+"""Networks: shapes, E(B-V) path, modalities (Table C.2), fusion variants, dropout, the baseline reduction, the
+branch forms (loop vs grouped), the plain CNNs and the parameter-count trends of Table C.1."""
 
 import pytest
 import torch
 
 from pipeline.nn import build_model, list_models, modalities
+from pipeline.nn.branches import grouped_to_loop, loop_to_grouped
 from pipeline.nn.multimodal import FUSION
 
 BANDS = list("ugrizyjhk")
@@ -22,9 +24,11 @@ def _one_thread():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("name", ["p19", "baseline", "multimodal"])
-def test_shapes_softmax_and_ebv(name):
-    model = build_model(name, BANDS[:5], 7, 32, **TINY).eval()
+@pytest.mark.parametrize(
+    "name, opts", [("p19", {}), ("baseline", {}), ("multimodal", {}), ("plain", {}), ("plain", {"multimodal": True})]
+)
+def test_shapes_softmax_and_ebv(name, opts):
+    model = build_model(name, BANDS[:5], 7, 32, **TINY, **opts).eval()
     x = torch.randn(3, 5, 32, 32)
     logits, z = model(x, torch.zeros(3))
     assert logits.shape == (3, 7) and z.shape == (3,)
@@ -112,3 +116,80 @@ def test_backward():
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor([1, 3])) + (z - 0.5).abs().mean()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+FORM_CASES = [
+    ("multimodal", {}),
+    ("multimodal", {"fusion_type": "cross", "orders": [1, 2]}),
+    ("multimodal", {"all_bands_modality": True, "fusion": "late", "drop_modalities": ["g_r"]}),
+    ("multimodal", {"size": 1, "fusion": "extremely_early"}),
+    ("plain", {"multimodal": True, "n_layers": 5, "size": 3, "all_bands_modality": True}),
+]
+
+
+@pytest.mark.parametrize("name, opts", FORM_CASES)
+def test_branch_forms_same_outputs_and_gradients(name, opts):
+    loop = build_model(name, BANDS, 5, 32, branch_form="loop", **opts, **TINY).eval()
+    grouped = build_model(name, BANDS, 5, 32, branch_form="grouped", **opts, **TINY).eval()
+    assert sum(p.numel() for p in loop.parameters()) == sum(p.numel() for p in grouped.parameters())
+    grouped.load_state_dict(loop.state_dict())  # the load hook converts the loop form's names
+    outs_l, outs_g = _run(loop), _run(grouped)
+    for a, b in zip(outs_l, outs_g, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    sum(o.sum() for o in outs_l).backward()
+    sum(o.sum() for o in outs_g).backward()
+    grads_g = grouped_to_loop({k: p.grad for k, p in grouped.named_parameters()}, grouped.branches.members)
+    for k, p in loop.named_parameters():  # a dropped modality's loop branch is out of the graph: no gradient
+        grad = p.grad if p.grad is not None else torch.zeros_like(p)
+        torch.testing.assert_close(grad, grads_g[k], atol=1e-5, rtol=1e-4)
+    back = build_model(name, BANDS, 5, 32, branch_form="loop", **opts, **TINY).eval()
+    back.load_state_dict(grouped.state_dict())
+    for a, b in zip(outs_l, _run(back), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_branch_form_state_dict_conversion_and_names():
+    model = build_model("multimodal", BANDS, 5, 32, all_bands_modality=True, **TINY)
+    sd = model.state_dict()
+    assert "branches.0.0.0.weight" in sd and "branches.8.0.0.weight" in sd  # default form: checkpoints' names
+    members = model.branches.members
+    assert members == [list(range(8)), [8]]
+    grouped = loop_to_grouped(sd, members)
+    assert grouped["branches.groups.0.0.0.weight"].shape[0] == 8 * sd["branches.0.0.0.weight"].shape[0]
+    assert not any(k.startswith("branches.0.") for k in grouped)
+    back = grouped_to_loop(grouped, members)
+    assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
+    with pytest.raises(ValueError, match="loop"):
+        build_model("multimodal", BANDS, 5, branch_form="vectorised")
+
+
+@pytest.mark.parametrize("n_layers", [5, 10, 21])
+def test_plain_layers_and_fusion(n_layers):
+    single = build_model("plain", BANDS, 5, 32, n_layers=n_layers, **TINY)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in single.modules()) == n_layers
+    n_par = []
+    for fusion in FUSION:
+        multi = build_model("plain", BANDS, 5, 32, n_layers=n_layers, multimodal=True, fusion=fusion, **TINY)
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in multi.modules())
+        n_par.append((convs - n_layers) // (len(multi.modality_names) - 1))  # k parallel convs per extra branch
+        assert multi.modality_names == [m for m in "u_g g_r r_i i_z z_y y_j j_h h_k".split()]
+    assert n_par == sorted(n_par) and 1 == n_par[0] and n_par[-1] < n_layers
+    assert _run(multi.train())[0].shape == (2, 5)
+    with pytest.raises(ValueError, match="21"):
+        build_model("plain", BANDS, 5, n_layers=7)
+
+
+def test_parameter_trends_of_table_c1():
+    """Full width, counts only: ~19 M baseline; more parameters with later fusion, larger modalities, more orders."""
+
+    def count(name, **opts):
+        with torch.device("meta"):  # shapes only: no memory, no init
+            return sum(p.numel() for p in build_model(name, BANDS, 180, 64, **opts).parameters()) / 1e6
+
+    assert count("baseline") == pytest.approx(19.03, rel=0.05)
+    fusion = [count("multimodal", fusion=f) for f in FUSION]
+    assert fusion == sorted(fusion) and fusion[0] < fusion[-1]
+    sizes = [count("multimodal", size=s) for s in (1, 2, 3, 4, 5)]
+    assert sizes == sorted(sizes)
+    o1, o12, o123 = (count("multimodal", orders=o) for o in ([1], [1, 2], [1, 2, 3]))
+    assert o1 < o12 < o123 and (o12 - o1) / 7 == pytest.approx((o123 - o12) / 6, rel=0.2)  # linear in n_mod

@@ -15,11 +15,42 @@ def scale(channels: int, mult: float, floor: int = 4) -> int:
     return max(floor, int(round(channels * mult)))
 
 
-class Stem(nn.Sequential):
-    """5x5 conv + PReLU, then 3x3 conv + tanh: both compress the dynamic range (Treyer et al. 2023)."""
+class GroupPReLU(nn.Module):
+    """PReLU with one slope per group of ``chans`` consecutive channels: ``groups`` independent ``nn.PReLU()``.
 
-    def __init__(self, in_chans: int, c1: int, c2: int):
-        super().__init__(nn.Conv2d(in_chans, c1, 5, padding=2), nn.PReLU(), nn.Conv2d(c1, c2, 3, padding=1), nn.Tanh())
+    The grouped form of a set of parallel branches uses it where each branch has a single-slope PReLU; its
+    ``weight`` (groups,) is the concatenation of the branches' ``weight`` (1,).
+    """
+
+    def __init__(self, groups: int, chans: int):
+        super().__init__()
+        self.chans = chans
+        self.weight = nn.Parameter(torch.full((groups,), 0.25))
+
+    def forward(self, x):
+        return nn.functional.prelu(x, self.weight.repeat_interleave(self.chans))
+
+
+def prelu(groups: int, chans: int) -> nn.Module:
+    """``nn.PReLU()`` for one branch (the historical parameter layout), :class:`GroupPReLU` for ``groups`` > 1."""
+    return nn.PReLU() if groups == 1 else GroupPReLU(groups, chans)
+
+
+class Stem(nn.Sequential):
+    """5x5 conv + PReLU, then 3x3 conv + tanh: both compress the dynamic range (Treyer et al. 2023).
+
+    With ``groups`` = G > 1 it is G independent stems batched as grouped convs: ``in_chans``, ``c1`` and ``c2``
+    are per stem, the input holds the G stems' inputs one after the other and so does the output.
+    """
+
+    def __init__(self, in_chans: int, c1: int, c2: int, groups: int = 1):
+        g = groups
+        super().__init__(
+            nn.Conv2d(g * in_chans, g * c1, 5, padding=2, groups=g),
+            prelu(g, c1),
+            nn.Conv2d(g * c1, g * c2, 3, padding=1, groups=g),
+            nn.Tanh(),
+        )
         self.out_chans = c2
 
 
@@ -34,13 +65,18 @@ class Inception(nn.Module):
         Activation after every conv.
     pool_first : bool
         Pool then 1x1 (Szegedy et al. 2015) or 1x1 then pool (P19's public code).
+    groups : int
+        G > 1 batches G independent blocks of these (per-block) widths as grouped convs; input and output hold
+        the G blocks' maps one block after the other, each block's output in the order of a single block.
     """
 
-    def __init__(self, in_chans, red, b3, b5, pool, b1, act="relu", pool_first=True):
+    def __init__(self, in_chans, red, b3, b5, pool, b1, act="relu", pool_first=True, groups=1):
         super().__init__()
+        g = self.groups = groups
 
         def cba(cin, cout, k):
-            return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.PReLU() if act == "prelu" else nn.ReLU()]
+            conv = nn.Conv2d(g * cin, g * cout, k, padding=k // 2, groups=g)
+            return [conv, prelu(g, cout) if act == "prelu" else nn.ReLU()]
 
         avg = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
         self.b3 = nn.Sequential(*cba(in_chans, red, 1), *cba(red, b3, 3))
@@ -55,16 +91,24 @@ class Inception(nn.Module):
         outs = [self.b1(x), self.b3(x), self.bp(x)]
         if self.b5 is not None:
             outs.insert(2, self.b5(x))
-        return torch.cat(outs, 1)
+        if self.groups == 1:
+            return torch.cat(outs, 1)
+        b, g, h, w = x.shape[0], self.groups, x.shape[2], x.shape[3]
+        return torch.cat([o.reshape(b, g, -1, h, w) for o in outs], 2).reshape(b, -1, h, w)
 
 
-def inception_stage(in_chans: int, start: int, stop: int, widths: dict, mult: float) -> tuple[nn.Sequential, int]:
-    """Blocks ``start .. stop-1`` of the 8-block trunk, with pooling where the trunk has it; returns (stage, out)."""
+def inception_stage(
+    in_chans: int, start: int, stop: int, widths: dict, mult: float, groups: int = 1
+) -> tuple[nn.Sequential, int]:
+    """Blocks ``start .. stop-1`` of the 8-block trunk, with pooling where the trunk has it; returns (stage, out).
+
+    ``groups`` > 1: that many independent stages batched as grouped convs (channel counts are per stage).
+    """
     layers, c = [], in_chans
     for i in range(start, stop):
         if i in POOL_BEFORE:
             layers.append(nn.AvgPool2d(2, 2, ceil_mode=True))
-        block = Inception(c, **{k: scale(v, mult) for k, v in widths.items()})
+        block = Inception(c, **{k: scale(v, mult) for k, v in widths.items()}, groups=groups)
         layers.append(block)
         c = block.out_chans
     return nn.Sequential(*layers), c

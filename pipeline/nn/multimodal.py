@@ -1,8 +1,9 @@
 """Multimodal inception network (paper Sec. 4): one branch per modality, fusion, then the common blocks.
 
-Width rule: a branch for a modality of ``s`` bands out of ``n`` uses ``width * s / n`` times the baseline widths
-(never below 4 maps), so a single all-band modality with fusion after 0 blocks *is* the baseline. Branches run
-as a Python loop of separate modules (a grouped-conv form was not implemented).
+Width rule (:func:`pipeline.nn.branches.branch_mult`, reasons there): a branch for a modality of ``s`` bands out of
+``n`` uses ``width * min(1, 2 s / n)`` times the baseline widths (never below 4 maps), so a single all-band
+modality with fusion after 0 blocks *is* the baseline. The branches run as a loop of modules or as grouped convolutions
+(``branch_form``; same function for the same weights, see :mod:`pipeline.nn.branches`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from torch import nn
 
 from .baseline import BLOCK, STEM, make_tail_and_head
 from .blocks import N_BLOCKS, Inception, Stem, inception_stage, init_weights, scale
+from .branches import DEFAULT_FORM, branch_mult, make_branches
 from .modalities import modalities, modality_name
 
 #: Fusion stage -> number of inception blocks run in the parallel branches.
@@ -62,10 +64,13 @@ class Multimodal(nn.Module):
         In training, zero the features of 0..k random modalities per batch (paper Sec. 7.4).
     drop_modalities : list of str
         Modality names whose features are always zeroed (the test-time dropout of Sec. 7.4).
+    branch_form : {"loop", "grouped"}
+        How the parallel branches run (:mod:`pipeline.nn.branches`); both load each other's state_dicts.
     """
 
     def __init__(self, bands, n_bins, image_size=64, width=1.0, size=2, orders=(1,), fusion="early",
-                 fusion_type="concat", all_bands_modality=False, modality_dropout=0, drop_modalities=()):  # fmt: skip
+                 fusion_type="concat", all_bands_modality=False, modality_dropout=0, drop_modalities=(),
+                 branch_form=DEFAULT_FORM):  # fmt: skip
         super().__init__()
         if fusion not in FUSION:
             raise ValueError(f"unknown fusion {fusion!r}: valid are {', '.join(FUSION)}")
@@ -73,32 +78,20 @@ class Multimodal(nn.Module):
             raise ValueError(f"unknown fusion_type {fusion_type!r}: valid are {', '.join(FUSION_TYPES)}")
         self.bands = list(bands)
         n = len(self.bands)
-        mods = modalities(self.bands, size, list(orders) if not isinstance(orders, int) else orders)
-        if all_bands_modality and tuple(self.bands) not in mods:
-            mods.append(tuple(self.bands))
-        self.modality_names = [modality_name(m) for m in mods]
-        unknown = set(drop_modalities) - set(self.modality_names)
-        if unknown:
-            raise ValueError(f"unknown modalities to drop {sorted(unknown)}: valid are {self.modality_names}")
-        if not 0 <= int(modality_dropout) <= len(mods):
-            raise ValueError(f"modality_dropout must be in 0..{len(mods)}, got {modality_dropout}")
-        self.modality_dropout = int(modality_dropout)
-        self.drop_modalities = list(drop_modalities)
+        mods = setup_modalities(self, size, orders, all_bands_modality, modality_dropout, drop_modalities)
         self.fusion_type = fusion_type
-        for i, m in enumerate(mods):
-            self.register_buffer(f"_idx{i}", torch.tensor([self.bands.index(b) for b in m]), persistent=False)
-
         n_par = FUSION[fusion]
-        self.branches, chans = nn.ModuleList(), []
-        for m in mods:
-            mult = width * len(m) / n
-            stem = Stem(len(m), scale(STEM[0], mult), scale(STEM[1], mult))
-            stage, c = inception_stage(stem.out_chans, 0, n_par, BLOCK, mult)
-            self.branches.append(nn.Sequential(stem, stage))
-            chans.append(c)
-        self.chans = chans
+
+        def make(in_chans, mult, groups):
+            stem = Stem(in_chans, scale(STEM[0], mult), scale(STEM[1], mult), groups)
+            stage, c = inception_stage(stem.out_chans, 0, n_par, BLOCK, mult, groups)
+            return nn.Sequential(stem, stage), c
+
+        index = [[self.bands.index(b) for b in m] for m in mods]
+        self.branches = make_branches(branch_form, index, make, [branch_mult(len(m), n, width) for m in mods])
+        self.chans = chans = self.branches.chans
         if fusion_type == "cross":
-            self.fuse = CrossFusion(chans, width * sum(len(m) for m in mods) / len(mods) / n)
+            self.fuse = CrossFusion(chans, sum(branch_mult(len(m), n, width) for m in mods) / len(mods))
             c = self.fuse.out_chans
         else:
             self.fuse, c = None, sum(chans)
@@ -106,20 +99,44 @@ class Multimodal(nn.Module):
         self.tail, self.head = make_tail_and_head(c, image_size, n_bins, width)
         init_weights(self)
 
-    def _dropped(self) -> list[int]:
-        """Indices of the modalities whose features are zeroed for this batch."""
-        drop = {self.modality_names.index(name) for name in self.drop_modalities}
-        if self.training and self.modality_dropout:
-            k = int(torch.randint(0, self.modality_dropout + 1, ()))
-            drop |= set(torch.randperm(len(self.branches))[:k].tolist())
-        return sorted(drop)
-
     def forward_features(self, x):
-        feats = [branch(x[:, getattr(self, f"_idx{i}")]) for i, branch in enumerate(self.branches)]
-        for i in self._dropped():
-            feats[i] = torch.zeros_like(feats[i])
-        fused = self.fuse(feats) if self.fuse is not None else torch.cat(feats, 1)
-        return self.tail(self.common(fused))
+        return self.tail(self.common(branch_features(self, x, self.fuse)))
 
     def forward(self, x, ebv):
         return self.head(self.forward_features(x), ebv)
+
+
+def setup_modalities(model, size, orders, all_bands_modality, modality_dropout, drop_modalities) -> list[tuple]:
+    """Check the modality options and set ``modality_names``, ``modality_dropout``, ``drop_modalities``."""
+    mods = modalities(model.bands, size, list(orders) if not isinstance(orders, int) else orders)
+    if all_bands_modality and tuple(model.bands) not in mods:
+        mods.append(tuple(model.bands))
+    model.modality_names = [modality_name(m) for m in mods]
+    unknown = set(drop_modalities) - set(model.modality_names)
+    if unknown:
+        raise ValueError(f"unknown modalities to drop {sorted(unknown)}: valid are {model.modality_names}")
+    if not 0 <= int(modality_dropout) <= len(mods):
+        raise ValueError(f"modality_dropout must be in 0..{len(mods)}, got {modality_dropout}")
+    model.modality_dropout = int(modality_dropout)
+    model.drop_modalities = list(drop_modalities)
+    return mods
+
+
+def dropped_modalities(model) -> list[int]:
+    """Indices of the modalities whose features are zeroed for this batch (fixed ones, plus random in training)."""
+    drop = {model.modality_names.index(name) for name in model.drop_modalities}
+    if model.training and model.modality_dropout:
+        k = int(torch.randint(0, model.modality_dropout + 1, ()))
+        drop |= set(torch.randperm(len(model.modality_names))[:k].tolist())
+    return sorted(drop)
+
+
+def branch_features(model, x, fuse=None) -> torch.Tensor:
+    """Run ``model.branches`` on ``x``, zero the dropped modalities and fuse (``fuse`` or concatenation)."""
+    drop = dropped_modalities(model)
+    if fuse is None and not drop:
+        return model.branches.forward_cat(x)
+    feats = model.branches(x)
+    for i in drop:
+        feats[i] = torch.zeros_like(feats[i])
+    return fuse(feats) if fuse is not None else torch.cat(feats, 1)

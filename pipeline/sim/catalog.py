@@ -55,7 +55,16 @@ def _sizes(rng, preset, grid, t, z, m_ref, bt, r_cap_arcsec):
     return r_bulge, r_disk, abs_mag
 
 
-def draw_catalog(preset: Preset, n_sources: int, star_fraction: float, rng, r_cap_arcsec: float, grid=None):
+def draw_catalog(
+    preset: Preset,
+    n_sources: int,
+    star_fraction: float,
+    rng,
+    r_cap_arcsec: float,
+    grid=None,
+    centre=FIELD_CENTRE_DEG,
+    extent_deg=None,
+):
     """Draw the true catalog of ``n_sources`` objects.
 
     Parameters
@@ -70,6 +79,11 @@ def draw_catalog(preset: Preset, n_sources: int, star_fraction: float, rng, r_ca
         Largest half-light radius, so that every galaxy fits its largest stamp.
     grid : ColourGrid, optional
         Precomputed colour grid of the preset's filters.
+    centre : (float, float)
+        Field centre (ra, dec), degrees.
+    extent_deg : (float, float), optional
+        Width (east-west) and height of the field's tangent-plane rectangle, degrees; by default the square of
+        :func:`field_side_deg`.
 
     Returns
     -------
@@ -83,9 +97,10 @@ def draw_catalog(preset: Preset, n_sources: int, star_fraction: float, rng, r_ca
     n_star = int(round(n_sources * star_fraction))
     n_gal = n_sources - n_star
     side = field_side_deg(preset, n_sources)
+    width, height = extent_deg if extent_deg is not None else (side, side)
 
-    xi = rng.uniform(-side / 2, side / 2, n_sources)
-    eta = rng.uniform(-side / 2, side / 2, n_sources)
+    xi = rng.uniform(-width / 2, width / 2, n_sources)
+    eta = rng.uniform(-height / 2, height / 2, n_sources)
     # Close pairs (blends): move some galaxies next to another galaxy, half of them at its redshift.
     n_pair = int(round(PAIR_FRACTION * n_gal))
     movers = rng.choice(n_gal, size=n_pair, replace=False)
@@ -94,9 +109,9 @@ def draw_catalog(preset: Preset, n_sources: int, star_fraction: float, rng, r_ca
     ang = rng.uniform(0, 2 * np.pi, n_pair)
     ok = movers != hosts
     movers, hosts = movers[ok], hosts[ok]
-    xi[movers] = np.clip(xi[hosts] + sep[ok] * np.sin(ang[ok]), -side / 2, side / 2)
-    eta[movers] = np.clip(eta[hosts] + sep[ok] * np.cos(ang[ok]), -side / 2, side / 2)
-    ra, dec = _tan_deproject(xi, eta, FIELD_CENTRE_DEG)
+    xi[movers] = np.clip(xi[hosts] + sep[ok] * np.sin(ang[ok]), -width / 2, width / 2)
+    eta[movers] = np.clip(eta[hosts] + sep[ok] * np.cos(ang[ok]), -height / 2, height / 2)
+    ra, dec = _tan_deproject(xi, eta, centre)
 
     m_ref = np.empty(n_sources)
     m_ref[:n_gal] = _power_law_mags(rng, n_gal, *preset.gal_mag_range, preset.count_slope)
@@ -188,3 +203,13 @@ def component_fluxes(df: pd.DataFrame, preset: Preset, grid: ColourGrid, band: s
     bulge[gal] = total[gal] * fb / (fb + fd)
     disk[gal] = total[gal] * fd / (fb + fd)
     return bulge, disk
+
+
+def tan_project(ra, dec, centre=FIELD_CENTRE_DEG):
+    """Gnomonic projection of (ra, dec) (deg) around ``centre``: tangent-plane offsets (xi east, eta north), deg."""
+    ra0, dec0 = np.deg2rad(centre)
+    ra, dec = np.deg2rad(np.asarray(ra, float)), np.deg2rad(np.asarray(dec, float))
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
+    eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    return np.rad2deg(xi), np.rad2deg(eta)

@@ -1,15 +1,22 @@
-"""Mosaic tiles: per-band pixel grids, rendering of all sources, noise, masked regions and FITS output.
+"""Mosaic tiles: per-band pixel grids (TAN, optionally with SIP distortion), tile-by-tile rendering, noise, masks.
 
-Each band has its own celestial TAN grid, offset by a few arcsec and rotated by a fraction of a degree relative
-to the others (as SDSS frames of different filters are), so that a multi-band cutout needs reprojection. A band's
-sources are rendered onto one canvas covering the field; its tiles are overlapping windows cut from that canvas,
-so overlapping tiles agree pixel for pixel. Images are sky subtracted (the subtracted level is in ``SKYLEVEL``).
+Each band has its own celestial grid, offset by a few arcsec and rotated by a fraction of a degree relative to the
+others (as SDSS frames of different filters are), and its own pixel scale where the preset says so (near-infrared
+stacks), so that a multi-band cutout needs reprojection. Where the preset asks for it, the grid carries a SIP
+polynomial distortion: the header holds the ``A_p_q`` / ``B_p_q`` coefficients and sources are placed through the
+distorted WCS, so that a reader applying SIP (``astropy.wcs.WCS.all_world2pix``) finds them where they are.
+
+A band is a virtual canvas cut into overlapping tiles, and every tile is rendered on its own: sources touching the
+tile are added in catalog order, and the noise of each canvas pixel comes from a generator seeded by the band and
+the pixel's ``NOISE_BLOCK`` block. Overlapping tiles therefore agree pixel for pixel, any subset of tiles can be
+rendered in any process in any order (parallel rendering, shards on a cluster), and memory stays at one tile.
+Images are sky subtracted (the subtracted level is in ``SKYLEVEL``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +30,27 @@ log = logging.getLogger("pipeline.simulate")
 
 MAX_STAMP_PX = 97
 TILE_OVERLAP_PX = 64
+NOISE_BLOCK = 128
 _MARGIN_ARCSEC = 12.0
+_SIP_ORDER = 3
+
+
+def _poly(coeffs: dict, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(u, dtype=float)
+    for (p, q), c in coeffs.items():
+        out = out + c * u**p * v**q
+    return out
+
+
+def _dpoly(coeffs: dict, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    du = np.zeros_like(u, dtype=float)
+    dv = np.zeros_like(u, dtype=float)
+    for (p, q), c in coeffs.items():
+        if p:
+            du = du + c * p * u ** (p - 1) * v**q
+        if q:
+            dv = dv + c * q * u**p * v ** (q - 1)
+    return du, dv
 
 
 @dataclass(frozen=True)
@@ -31,7 +58,9 @@ class BandGrid:
     """The pixel grid of one band: a canvas of ``size`` x ``size`` pixels and its overlapping tiles.
 
     ``crval`` (deg) and ``cd`` (deg per pixel, shape (2, 2)) define the TAN WCS with ``crpix`` (1-based, FITS
-    convention) at the canvas centre; ``tiles`` holds the 0-based (x0, y0) corner of each ``tile_size`` tile.
+    convention) at the canvas centre; ``sip_a`` and ``sip_b`` map ``(p, q)`` to the SIP coefficients (empty for plain
+    TAN); ``offset_deg`` is the (xi, eta) of ``crval`` around the field centre; ``tiles`` holds the 0-based (x0, y0)
+    corner of each ``tile_size`` tile.
     """
 
     band: str
@@ -41,32 +70,77 @@ class BandGrid:
     cd: np.ndarray
     tile_size: int
     tiles: tuple[tuple[int, int], ...]
+    offset_deg: tuple[float, float] = (0.0, 0.0)
+    sip_a: dict = field(default_factory=dict)
+    sip_b: dict = field(default_factory=dict)
 
     def world_to_pixel(self, ra, dec):
-        """0-based canvas pixel coordinates (x, y) of sky positions in degrees (exact gnomonic projection)."""
+        """0-based canvas pixel coordinates (x, y) of sky positions in degrees (exact TAN, SIP inverted)."""
         ra0, dec0 = np.deg2rad(self.crval)
         ra, dec = np.deg2rad(ra), np.deg2rad(dec)
         cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
         xi = np.rad2deg(np.cos(dec) * np.sin(ra - ra0) / cos_c)
         eta = np.rad2deg((np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c)
-        pix = np.linalg.solve(self.cd, np.vstack([xi, eta]))
-        return pix[0] + self.crpix - 1.0, pix[1] + self.crpix - 1.0
+        target = np.linalg.solve(self.cd, np.vstack([xi, eta]))
+        u, v = target[0].copy(), target[1].copy()
+        if self.sip_a:
+            # u + f(u, v) = U: the distortion's derivatives are ~1e-3, so fixed-point iteration converges fast.
+            for _ in range(30):
+                u = target[0] - _poly(self.sip_a, u, v)
+                v = target[1] - _poly(self.sip_b, u, v)
+        return u + self.crpix - 1.0, v + self.crpix - 1.0
+
+    def jacobian_arcsec(self, x, y) -> np.ndarray:
+        """Local pixel-to-sky Jacobian (arcsec per pixel, shape (n, 2, 2)) at canvas pixels (x, y), SIP included."""
+        x = np.atleast_1d(np.asarray(x, float))
+        u, v = x - (self.crpix - 1.0), np.atleast_1d(np.asarray(y, float)) - (self.crpix - 1.0)
+        m = np.zeros((len(x), 2, 2))
+        m[:, 0, 0] = m[:, 1, 1] = 1.0
+        if self.sip_a:
+            m[:, 0, 0] += _dpoly(self.sip_a, u, v)[0]
+            m[:, 0, 1] += _dpoly(self.sip_a, u, v)[1]
+            m[:, 1, 0] += _dpoly(self.sip_b, u, v)[0]
+            m[:, 1, 1] += _dpoly(self.sip_b, u, v)[1]
+        return np.einsum("ij,njk->nik", self.cd * 3600.0, m)
 
     def header(self, x0: int, y0: int) -> fits.Header:
-        """Celestial TAN WCS header (CD matrix) of the tile whose 0-based corner is (x0, y0)."""
+        """Celestial WCS header (TAN or TAN-SIP, CD matrix) of the tile whose 0-based corner is (x0, y0)."""
         h = fits.Header()
-        h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
+        sip = "-SIP" if self.sip_a else ""
+        h["CTYPE1"], h["CTYPE2"] = "RA---TAN" + sip, "DEC--TAN" + sip
         h["CUNIT1"], h["CUNIT2"] = "deg", "deg"
         h["RADESYS"] = "ICRS"
         h["CRVAL1"], h["CRVAL2"] = self.crval
         h["CRPIX1"], h["CRPIX2"] = self.crpix - x0, self.crpix - y0
         h["CD1_1"], h["CD1_2"] = float(self.cd[0, 0]), float(self.cd[0, 1])
         h["CD2_1"], h["CD2_2"] = float(self.cd[1, 0]), float(self.cd[1, 1])
+        if self.sip_a:
+            for name, coeffs in (("A", self.sip_a), ("B", self.sip_b)):
+                h[f"{name}_ORDER"] = _SIP_ORDER
+                for (p, q), c in sorted(coeffs.items()):
+                    h[f"{name}_{p}_{q}"] = float(c)
         return h
 
+    def xi_field(self, x, y):
+        """Tangent-plane east offset (deg) from the field centre of canvas pixels (x, y), to first order."""
+        c = self.crpix - 1.0
+        return self.offset_deg[0] + self.cd[0, 0] * (x - c) + self.cd[0, 1] * (y - c)
 
-def band_grid(band: str, side_deg: float, scale_arcsec: float, tile_size_px: int, rng) -> BandGrid:
-    """Draw the offset and rotation of one band's grid and lay its tiles over the field.
+
+def _sip_coefficients(rng, half_px: float, max_px: float) -> tuple[dict, dict]:
+    """Random quadratic plus radial cubic SIP terms reaching about ``max_px`` pixels at the canvas corners."""
+    a2 = rng.uniform(-0.25, 0.25, 3) * max_px / half_px**2
+    b2 = rng.uniform(-0.25, 0.25, 3) * max_px / half_px**2
+    k = rng.uniform(0.25, 0.4) * max_px / half_px**3
+    sip_a = {(2, 0): a2[0], (1, 1): a2[1], (0, 2): a2[2], (3, 0): k, (1, 2): k}
+    sip_b = {(2, 0): b2[0], (1, 1): b2[1], (0, 2): b2[2], (2, 1): k, (0, 3): k}
+    return sip_a, sip_b
+
+
+def band_grid(
+    band: str, side_deg: float, scale_arcsec: float, tile_size_px: int, rng, sip_max_px: float = 0.0
+) -> BandGrid:
+    """Draw the offset, rotation (and SIP distortion) of one band's grid and lay its tiles over the field.
 
     Tiles are at most ``tile_size_px`` on a side and overlap by :data:`TILE_OVERLAP_PX`; they are shrunk evenly so
     that the smallest number of them covers the field plus a margin for the offsets and rotations.
@@ -81,7 +155,44 @@ def band_grid(band: str, side_deg: float, scale_arcsec: float, tile_size_px: int
     tile = size if n == 1 else int(np.ceil((size + (n - 1) * TILE_OVERLAP_PX) / n))
     starts = np.round(np.linspace(0, size - tile, n)).astype(int) if n > 1 else np.array([0])
     tiles = tuple((int(x), int(y)) for y in starts for x in starts)
-    return BandGrid(band, size, (float(crval[0]), float(crval[1])), (size + 1) / 2.0, cd, tile, tiles)
+    sip_a, sip_b = _sip_coefficients(rng, size / 2.0, sip_max_px) if sip_max_px > 0 else ({}, {})
+    return BandGrid(
+        band, size, (float(crval[0]), float(crval[1])), (size + 1) / 2.0, cd, tile, tiles,
+        (float(offset[0]), float(offset[1])), sip_a, sip_b,
+    )  # fmt: skip
+
+
+@dataclass
+class BandJob:
+    """Everything a worker needs to render any tile of one band (arrays have one entry per source)."""
+
+    grid: BandGrid
+    x: np.ndarray
+    y: np.ndarray
+    jac: np.ndarray
+    bulge: np.ndarray
+    disk: np.ndarray
+    shapes: dict
+    is_star: np.ndarray
+    noise: BandNoise
+    beta: float
+    scale: float
+    noise_entropy: int
+    masks: dict
+    xi_max: float | None
+    keywords: dict
+    out_dir: Path
+
+
+def draw_masks(size: int, rng) -> dict:
+    """Regions of a band's canvas to blank with NaN: a saturated-star disc and one or two bad-column segments."""
+    n = size
+    disc = (rng.uniform(0.1 * n, 0.9 * n), rng.uniform(0.1 * n, 0.9 * n), rng.uniform(8.0, 25.0))
+    cols = []
+    for _ in range(rng.integers(1, 3)):
+        x0, y0 = int(rng.integers(0, n - 8)), int(rng.integers(0, n - 60))
+        cols.append((x0, y0, int(rng.integers(2, 7)), int(rng.integers(60, 300))))
+    return {"disc": disc, "columns": cols}
 
 
 def _add(canvas: np.ndarray, stamp: np.ndarray, ix: int, iy: int) -> None:
@@ -95,69 +206,87 @@ def _add(canvas: np.ndarray, stamp: np.ndarray, ix: int, iy: int) -> None:
         canvas[y0 + ys : y0 + ye, x0 + xs : x0 + xe] += stamp[ys:ye, xs:xe]
 
 
-def render_band(grid: BandGrid, df, bulge_flux, disk_flux, noise: BandNoise, beta: float, scale: float, rng):
-    """Noisy, sky-subtracted image of one band's canvas, in nanomaggies per pixel (shape (size, size), float64).
+def _noise_field(entropy: int, x0: int, y0: int, nx: int, ny: int) -> np.ndarray:
+    """Unit Gaussian noise of the canvas window [y0:y0+ny, x0:x0+nx], the same whichever window asks for it."""
+    b = NOISE_BLOCK
+    bx0, by0 = x0 // b, y0 // b
+    bx1, by1 = (x0 + nx - 1) // b, (y0 + ny - 1) // b
+    big = np.empty(((by1 - by0 + 1) * b, (bx1 - bx0 + 1) * b))
+    for by in range(by0, by1 + 1):
+        for bx in range(bx0, bx1 + 1):
+            gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=(by, bx))))
+            big[(by - by0) * b : (by - by0 + 1) * b, (bx - bx0) * b : (bx - bx0 + 1) * b] = gen.standard_normal((b, b))
+    ox, oy = x0 - bx0 * b, y0 - by0 * b
+    return big[oy : oy + ny, ox : ox + nx]
+
+
+def render_tile(job: BandJob, k: int) -> np.ndarray | None:
+    """Noisy, sky-subtracted image of tile ``k`` in nanomaggies per pixel (float64), or None where the band has no
+    coverage anywhere on the tile.
 
     Noise is Gaussian with the variance of Poisson counts on source plus sky, plus read noise (the counts are in the
-    hundreds of electrons, where the Gaussian limit holds); a few regions are masked with NaN.
+    hundreds of electrons, where the Gaussian limit holds); masked regions and pixels outside the band's coverage
+    are NaN.
     """
-    x, y = grid.world_to_pixel(df["ra"].to_numpy(), df["dec"].to_numpy())
-    ix, iy = np.round(x).astype(int), np.round(y).astype(int)
-    dx, dy = x - ix, y - iy
-    jac = grid.cd * 3600.0
-    psf_half = moffat_fwhm_radius(noise.fwhm_px)
-    psf = moffat_stamp(noise.fwhm_px, beta)
-    canvas = np.zeros((grid.size, grid.size))
-    is_star = df["is_star"].to_numpy()
-    cols = {c: df[c].to_numpy() for c in ("r_bulge_arcsec", "r_disk_arcsec", "q_bulge", "q_disk", "pa_deg")}
+    grid = job.grid
+    x0, y0 = grid.tiles[k]
+    t = grid.tile_size
+    yy, xx = np.mgrid[y0 : y0 + t, x0 : x0 + t]
+    covered = None
+    if job.xi_max is not None:
+        covered = grid.xi_field(xx, yy) <= job.xi_max
+        if not covered.any():
+            return None
+    ix, iy = np.round(job.x).astype(int), np.round(job.y).astype(int)
+    dx, dy = job.x - ix, job.y - iy
+    psf_half = moffat_fwhm_radius(job.noise.fwhm_px)
+    psf = moffat_stamp(job.noise.fwhm_px, job.beta)
     star_size = 2 * (psf_half + 1) + 1
-    for i in range(len(df)):
-        if not (-MAX_STAMP_PX < ix[i] < grid.size + MAX_STAMP_PX and -MAX_STAMP_PX < iy[i] < grid.size + MAX_STAMP_PX):
-            continue
-        if is_star[i]:
-            stamp = bulge_flux[i] * moffat_stamp(noise.fwhm_px, beta, dx[i], dy[i], size=star_size)
+    reach = MAX_STAMP_PX // 2 + 1
+    near = np.flatnonzero((ix > x0 - reach) & (ix < x0 + t + reach) & (iy > y0 - reach) & (iy < y0 + t + reach))
+    img = np.zeros((t, t))
+    sh = job.shapes
+    for i in near:
+        if job.is_star[i]:
+            stamp = job.bulge[i] * moffat_stamp(job.noise.fwhm_px, job.beta, dx[i], dy[i], size=star_size)
         else:
-            rb, rd = cols["r_bulge_arcsec"][i], cols["r_disk_arcsec"][i]
-            r_max = max(rb if bulge_flux[i] > 0 else 0.0, rd if disk_flux[i] > 0 else 0.0) / scale
+            rb, rd = sh["r_bulge_arcsec"][i], sh["r_disk_arcsec"][i]
+            r_max = max(rb if job.bulge[i] > 0 else 0.0, rd if job.disk[i] > 0 else 0.0) / job.scale
             size = stamp_size(r_max, psf_half, MAX_STAMP_PX)
             stamp = galaxy_stamp(
-                size, dx[i], dy[i], jac, bulge_flux[i], disk_flux[i], rb, rd,
-                cols["q_bulge"][i], cols["q_disk"][i], cols["pa_deg"][i], psf,
+                size, dx[i], dy[i], job.jac[i], job.bulge[i], job.disk[i], rb, rd,
+                sh["q_bulge"][i], sh["q_disk"][i], sh["pa_deg"][i], psf,
             )  # fmt: skip
-        _add(canvas, stamp, ix[i], iy[i])
-    var = (np.clip(canvas, 0.0, None) + noise.sky) / noise.gain + (noise.read_noise_e / noise.gain) ** 2
-    canvas += rng.standard_normal(canvas.shape) * np.sqrt(var)
-    _mask_regions(canvas, rng)
-    return canvas
+        _add(img, stamp, ix[i] - x0, iy[i] - y0)
+    n = job.noise
+    var = (np.clip(img, 0.0, None) + n.sky) / n.gain + (n.read_noise_e / n.gain) ** 2
+    img += _noise_field(job.noise_entropy, x0, y0, t, t) * np.sqrt(var)
+    cx, cy, r = job.masks["disc"]
+    img[(xx - cx) ** 2 + (yy - cy) ** 2 < r**2] = np.nan
+    for cx0, cy0, w, h in job.masks["columns"]:
+        img[(xx >= cx0) & (xx < cx0 + w) & (yy >= cy0) & (yy < cy0 + h)] = np.nan
+    if covered is not None:
+        img[~covered] = np.nan
+    return img
 
 
-def _mask_regions(canvas: np.ndarray, rng) -> None:
-    """Blank a few regions with NaN: a saturated-star disc and one or two bad-column segments."""
-    n = canvas.shape[0]
-    yy, xx = np.ogrid[:n, :n]
-    cx, cy, r = rng.uniform(0.1 * n, 0.9 * n), rng.uniform(0.1 * n, 0.9 * n), rng.uniform(8.0, 25.0)
-    canvas[(xx - cx) ** 2 + (yy - cy) ** 2 < r**2] = np.nan
-    for _ in range(rng.integers(1, 3)):
-        x0, y0 = rng.integers(0, n - 8), rng.integers(0, n - 60)
-        canvas[y0 : y0 + rng.integers(60, 300), x0 : x0 + rng.integers(2, 7)] = np.nan
-
-
-def write_tiles(canvas: np.ndarray, grid: BandGrid, out_dir: Path, keywords: dict) -> list[str]:
-    """Write each tile of ``canvas`` as float32 ``tile-XX.fits`` under ``out_dir``; returns the file names."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = []
-    for k, (x0, y0) in enumerate(grid.tiles):
-        header = grid.header(x0, y0)
-        header["BUNIT"] = ("nanomaggy", "1 nmgy = 3.631e-6 Jy")
-        header["MAGZERO"] = (ZERO_POINT, "AB mag = MAGZERO - 2.5 log10(pixel sum)")
-        header["ZP"] = (ZERO_POINT, "same as MAGZERO")
-        for key, value in keywords.items():
-            header[key] = value
-        header["TILE"] = (k, "tile index within the band")
-        header["TILEX0"] = (x0, "0-based column of this tile in the band canvas")
-        header["TILEY0"] = (y0, "0-based row of this tile in the band canvas")
-        data = canvas[y0 : y0 + grid.tile_size, x0 : x0 + grid.tile_size].astype(np.float32)
-        name = f"tile-{k:02d}.fits"
-        fits.PrimaryHDU(data=data, header=header).writeto(out_dir / name)
-        names.append(name)
-    return names
+def write_tile(job: BandJob, k: int) -> str | None:
+    """Render tile ``k`` of a band and write it as float32 ``tile-XX.fits``; returns the file name (None: no
+    coverage, nothing written)."""
+    img = render_tile(job, k)
+    if img is None:
+        return None
+    x0, y0 = job.grid.tiles[k]
+    header = job.grid.header(x0, y0)
+    header["BUNIT"] = ("nanomaggy", "1 nmgy = 3.631e-6 Jy")
+    header["MAGZERO"] = (ZERO_POINT, "AB mag = MAGZERO - 2.5 log10(pixel sum)")
+    header["ZP"] = (ZERO_POINT, "same as MAGZERO")
+    for key, value in job.keywords.items():
+        header[key] = value
+    header["TILE"] = (k, "tile index within the band")
+    header["TILEX0"] = (x0, "0-based column of this tile in the band canvas")
+    header["TILEY0"] = (y0, "0-based row of this tile in the band canvas")
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"tile-{k:02d}.fits"
+    fits.PrimaryHDU(data=img.astype(np.float32), header=header).writeto(job.out_dir / name, overwrite=True)
+    return name

@@ -43,7 +43,7 @@ class BandNoise:
 
 def band_noise(preset: Preset, band: str) -> BandNoise:
     """The :class:`BandNoise` of ``band`` in ``preset``."""
-    scale = preset.pixel_scale_arcsec
+    scale = preset.scale(band)
     fwhm_px = preset.psf_fwhm_arcsec[band] / scale
     psf = moffat_stamp(fwhm_px, preset.moffat_beta)
     n_eff = 1.0 / float(np.sum(psf**2))

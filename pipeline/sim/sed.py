@@ -2,7 +2,8 @@
 
 Galaxies use the Coleman, Wu & Weedman (1980) templates shipped with GalSim (extended by Bolzonella et al. 2000),
 mixed linearly between neighbours along a continuous type index ``t`` (0 = E, 1 = Sbc, 2 = Scd, 3 = Im). Magnitudes
-are AB, computed by integrating photon counts through the speclite filter curves; the templates' absolute
+are AB, computed by integrating photon counts through the filter curves (speclite names such as ``sdss2010-r``, or
+astro-sedpy names such as ``vista_vircam_J`` for the near-infrared); the templates' absolute
 normalisation is arbitrary, so grid magnitudes are only meaningful as colours and as K-corrections
 ``K(t, z) = m(t, z) - m(t, 0)``.
 """
@@ -52,11 +53,56 @@ def ccm_odonnell(wave_aa: np.ndarray, r_v: float = R_V) -> np.ndarray:
     return a + b / r_v
 
 
+class _Curve:
+    """A filter transmission curve: ``wavelength`` (Angstrom) and ``response``, the two things the grids use."""
+
+    def __init__(self, name: str, wavelength, response):
+        self.name = name
+        self.wavelength = np.asarray(wavelength, float)
+        self.response = np.asarray(response, float)
+
+    @property
+    def effective_wavelength_aa(self) -> float:
+        """Photon-weighted mean wavelength, Angstrom (speclite's definition)."""
+        lam, resp = self.wavelength, self.response
+        return float(np.trapezoid(resp * lam**2, lam) / np.trapezoid(resp * lam, lam))
+
+
 @functools.cache
-def _filter(name: str):
+def _filter(name: str) -> _Curve:
+    """The filter curve called ``name``: a speclite ``group-band`` name, else an astro-sedpy name.
+
+    Raises a ``ValueError`` naming the filter and where to look for valid names.
+    """
     import speclite.filters
 
-    return speclite.filters.load_filters(name)[0]
+    try:
+        f = speclite.filters.load_filter(name)
+        return _Curve(name, f.wavelength, f.response)
+    except (ValueError, OSError):
+        pass
+    try:
+        from sedpy import observate
+
+        if name in observate.list_available_filters():
+            f = observate.load_filters([name])[0]
+            return _Curve(name, f.wavelength, f.transmission)
+    except ImportError:  # pragma: no cover - sedpy is a dependency
+        pass
+    raise ValueError(
+        f"unknown filter curve {name!r}: give a speclite name (e.g. 'sdss2010-r', 'hsc2017-y', "
+        "'cfht_megacam-ustar') or an astro-sedpy one (e.g. 'vista_vircam_J'; see "
+        "sedpy.observate.list_available_filters())"
+    )
+
+
+def check_filters(filters: dict[str, str]) -> None:
+    """Raise a ``ValueError`` naming the band if any of ``filters`` (band -> curve name) cannot be loaded."""
+    for band, name in filters.items():
+        try:
+            _filter(name)
+        except ValueError as err:
+            raise ValueError(f"band {band!r}: {err}") from None
 
 
 def extinction_coefficients(filters: dict[str, str]) -> dict[str, float]:
@@ -64,7 +110,7 @@ def extinction_coefficients(filters: dict[str, str]) -> dict[str, float]:
     effective wavelength (SDSS: u 4.8, g 3.7, r 2.7, i 2.0, z 1.5, close to Schlafly & Finkbeiner 2011)."""
     out = {}
     for band, name in filters.items():
-        lam = _filter(name).effective_wavelength.to_value("Angstrom")
+        lam = _filter(name).effective_wavelength_aa
         out[band] = float(R_V * ccm_odonnell(np.array([lam]))[0])
     return out
 
@@ -79,6 +125,11 @@ def _templates() -> tuple[np.ndarray, np.ndarray]:
     waves = [np.loadtxt(share / f"CWW_{t}_ext.sed", unpack=True) for t in TEMPLATES]
     wave = np.unique(np.concatenate([w[0] for w in waves]))
     flux = np.array([np.interp(wave, w, f) for w, f in waves])
+    # The templates stop at 2.2 micron: continue them as the Rayleigh-Jeans tail of old stars (f_lambda ~ lambda^-4)
+    # so that a K band at low redshift sees light rather than zeros.
+    tail = np.geomspace(wave[-1], 60000.0, 40)[1:]
+    flux = np.concatenate([flux, flux[:, -1:] * (tail / wave[-1])[None, :] ** -4.0], axis=1)
+    wave = np.concatenate([wave, tail])
     flux /= np.array([np.interp(5500.0, wave, f) for f in flux])[:, None]
     return wave, flux
 
@@ -178,7 +229,7 @@ def bulge_to_total(t: np.ndarray) -> np.ndarray:
 def star_colours(temperature_k: np.ndarray, filters: dict[str, str], ref_band: str) -> np.ndarray:
     """Colours of blackbody stars: magnitudes (shape (n, n_bands)) minus the reference-band magnitude."""
     t_grid = np.geomspace(2500.0, 30000.0, 120)
-    wave = np.linspace(1000.0, 20000.0, 4000)
+    wave = np.linspace(1000.0, 40000.0, 8000)
     # Planck's law in f_lambda; the constant in front cancels in colours.
     flam = 1.0 / wave**5 / np.expm1(1.4387769e8 / (wave[None, :] * t_grid[:, None]))
     grid = np.array([_ab_mags(np.broadcast_to(wave, flam.shape), flam, name) for name in filters.values()])

@@ -9,13 +9,6 @@ rule match:
         training=f"{R}/catalog/training.parquet",
         summary=f"{R}/catalog/specz_summary.csv",
         conflicts=f"{R}/catalog/specz_conflicts.csv",
-    params:
-        step="match",
-        argv=lambda wc, input, output: [
-            "--config", input.cfg, "--out", output.training,
-            "--summary", output.summary, "--conflicts", output.conflicts,
-        ],
-        code=code_hash("specz", "sky", "io"),
     log:
         "logs/match/match.log",
     benchmark:
@@ -25,6 +18,19 @@ rule match:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        step="match",
+        argv=lambda wc, input, output: [
+            "--config",
+            input.cfg,
+            "--out",
+            output.training,
+            "--summary",
+            output.summary,
+            "--conflicts",
+            output.conflicts,
+        ],
+        code=code_hash("specz", "sky", "io"),
     script:
         STEP
 
@@ -32,17 +38,10 @@ rule match:
 rule pack:
     input:
         training=rules.match.output.training,
-        shards=expand(f"{R}/cutouts/shard-{{shard}}.h5", shard=SHARDS),
+        shards=gather.shards(f"{R}/cutouts/shard-{{scatteritem}}.h5"),
     output:
         cube=f"{R}/datacube/train.h5",
         catalog=f"{R}/datacube/train.parquet",
-    params:
-        step="pack",
-        argv=lambda wc, input, output: [
-            "--training", input.training, "--cutouts", *input.shards, "--out", output.cube,
-            "--min-coverage", config["selection"]["min_coverage"], "--folds", config["folds"]["n"],
-        ],
-        code=code_hash("datacube", "preprocess", "io"),
     log:
         "logs/pack/pack.log",
     benchmark:
@@ -52,5 +51,20 @@ rule pack:
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
+    params:
+        step="pack",
+        argv=lambda wc, input, output: [
+            "--training",
+            input.training,
+            "--cutouts",
+            *input.shards,
+            "--out",
+            output.cube,
+            "--min-coverage",
+            config["selection"]["min_coverage"],
+            "--folds",
+            config["folds"]["n"],
+        ],
+        code=code_hash("datacube", "preprocess", "io"),
     script:
         STEP

@@ -20,9 +20,14 @@ SURVEY_DIR = f"{R}/survey"
 MODELS = list(config["models"])
 FOLDS = list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
-SHARDS = list(range(config["cutouts"]["shards"]))
 PAIRS = [(p["baseline"], p["candidate"]) for p in config["evaluation"]["compare"]]
 STEP = f"{workflow.basedir}/workflow/scripts/run_step.py"
+
+
+# cutouts and catalog-wide inference are scattered over sky shards: `cutouts.shards` by default, or
+# `--set-scatter shards=N`; a job's {scatteritem} is "K-of-N" (K from 1)
+scattergather:
+    shards=config["cutouts"]["shards"],
 
 
 wildcard_constraints:
@@ -31,7 +36,6 @@ wildcard_constraints:
     candidate="|".join(map(re.escape, MODELS)),
     fold=r"\d+",
     seed=r"\d+",
-    shard=r"\d+",
 
 
 def code_hash(*modules):
@@ -94,7 +98,8 @@ def section_params(wildcards):
 def cutout_argv(wildcards, output):
     sources = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"]
     c = config["cutouts"]
-    argv = ["--sources", sources, "--out", output[0], "--shard", f"{wildcards.shard}/{len(SHARDS)}"]
+    k, n = map(int, wildcards.scatteritem.split("-of-"))
+    argv = ["--sources", sources, "--out", output[0], "--shard", f"{k - 1}/{n}"]
     for band in config["survey"]["bands"]:
         argv += ["--band", f"{band}={config['survey']['mosaics'][band]}"]
     argv += ["--size", c["size"], "--pixel-scale", c["pixel_scale_arcsec"]]

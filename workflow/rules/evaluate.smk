@@ -7,14 +7,6 @@ rule evaluate:
         pdf=rules.ensemble.output.pdf,
     output:
         f"{R}/metrics/{{model}}.json",
-    params:
-        step="evaluate",
-        argv=lambda wc, input, output: [
-            "--predictions", input.predictions, "--pdf", input.pdf, "--out", output[0],
-            "--outlier-threshold", config["evaluation"]["outlier_threshold"],
-            "--mag-column", config["survey"]["mag_column"],
-        ],
-        code=code_hash("metrics", "pdf_metrics", "pdf"),
     log:
         "logs/evaluate/{model}.log",
     conda:
@@ -22,6 +14,21 @@ rule evaluate:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        step="evaluate",
+        argv=lambda wc, input, output: [
+            "--predictions",
+            input.predictions,
+            "--pdf",
+            input.pdf,
+            "--out",
+            output[0],
+            "--outlier-threshold",
+            config["evaluation"]["outlier_threshold"],
+            "--mag-column",
+            config["survey"]["mag_column"],
+        ],
+        code=code_hash("metrics", "pdf_metrics", "pdf"),
     script:
         STEP
 
@@ -32,14 +39,6 @@ rule compare:
         candidate=f"{R}/predictions/{{candidate}}.parquet",
     output:
         f"{R}/metrics/compare/{{baseline}}--{{candidate}}.json",
-    params:
-        step="compare",
-        argv=lambda wc, input, output: [
-            "--baseline", input.baseline, "--candidate", input.candidate, "--out", output[0],
-            "--n-boot", config["evaluation"]["n_boot"], "--seed", config["evaluation"]["seed"],
-            "--outlier-threshold", config["evaluation"]["outlier_threshold"],
-        ],
-        code=code_hash("bootstrap"),
     log:
         "logs/compare/{baseline}--{candidate}.log",
     conda:
@@ -47,6 +46,23 @@ rule compare:
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        step="compare",
+        argv=lambda wc, input, output: [
+            "--baseline",
+            input.baseline,
+            "--candidate",
+            input.candidate,
+            "--out",
+            output[0],
+            "--n-boot",
+            config["evaluation"]["n_boot"],
+            "--seed",
+            config["evaluation"]["seed"],
+            "--outlier-threshold",
+            config["evaluation"]["outlier_threshold"],
+        ],
+        code=code_hash("bootstrap"),
     script:
         STEP
 
@@ -59,13 +75,6 @@ rule report:
         cfg=f"{R}/config/report.yaml",
     output:
         f"{R}/report/index.html",
-    params:
-        step="report",
-        argv=lambda wc, input, output: [
-            "--predictions", *input.predictions, "--metrics", *input.metrics, "--compare", *input.compare,
-            "--config", input.cfg, "--out", output[0],
-        ],
-        code=code_hash("report", "report_figures"),
     log:
         "logs/report/report.log",
     conda:
@@ -73,5 +82,20 @@ rule report:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        step="report",
+        argv=lambda wc, input, output: [
+            "--predictions",
+            *input.predictions,
+            "--metrics",
+            *input.metrics,
+            "--compare",
+            *input.compare,
+            "--config",
+            input.cfg,
+            "--out",
+            output[0],
+        ],
+        code=code_hash("report", "report_figures"),
     script:
         STEP

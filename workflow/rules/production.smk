@@ -1,45 +1,50 @@
-# Catalog-wide photo-z: every (fold, seed) model of a model predicts each cutout shard; the chunks are merged.
+# Catalog-wide photo-z: every (fold, seed) model of a model predicts each cutout shard (a chunk, scattered like the
+# cutouts); the chunks are merged.
 
 
 rule predict_chunk:
     input:
-        cutouts=f"{R}/cutouts/shard-{{shard}}.h5",
+        cutouts=rules.cutouts.output[0],
         models=lambda wc: model_runs(wc, "model.pt"),
         sources=survey_inputs("sources"),
     output:
-        predictions=f"{R}/photoz/{{model}}/chunk-{{shard}}.parquet",
-        pdf=f"{R}/photoz/{{model}}/chunk-{{shard}}.pdf.hdf5",
-    params:
-        step="predict",
-        argv=lambda wc, input, output: [
-            "--cutouts", input.cutouts, "--models", *input.models, "--out", output.predictions,
-            "--sources", f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"],
-        ],
-        code=code_hash("predict", "inference", "nn", "preprocess", "pdf", "ensemble"),
+        predictions=f"{R}/photoz/{{model}}/chunk-{{scatteritem}}.parquet",
+        pdf=f"{R}/photoz/{{model}}/chunk-{{scatteritem}}.pdf.hdf5",
     log:
-        "logs/predict/{model}/chunk-{shard}.log",
+        "logs/predict/{model}/chunk-{scatteritem}.log",
+    benchmark:
+        "benchmarks/predict/{model}/chunk-{scatteritem}.tsv"
     conda:
         "../../envs/photoz.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
-        cpus_per_task=1,
+        cpus_per_task=lambda wc, threads: threads,
+    params:
+        step="predict",
+        argv=lambda wc, input, output: [
+            "--cutouts",
+            input.cutouts,
+            "--models",
+            *input.models,
+            "--out",
+            output.predictions,
+            "--sources",
+            f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"],
+        ],
+        code=code_hash("predict", "inference", "nn", "preprocess", "pdf", "ensemble"),
     script:
         STEP
 
 
 rule merge_photoz:
     input:
-        expand(f"{R}/photoz/{{{{model}}}}/chunk-{{shard}}.parquet", shard=SHARDS),
+        gather.shards(f"{R}/photoz/{{{{model}}}}/chunk-{{scatteritem}}.parquet"),
     output:
         catalog=f"{R}/photoz/{{model}}.parquet",
         pdf=f"{R}/photoz/{{model}}.pdf.hdf5",
         fits=f"{R}/photoz/{{model}}.fits",
-    params:
-        step="predict",
-        argv=lambda wc, input, output: ["--merge", *input, "--out", output.catalog],
-        code=code_hash("predict", "ensemble", "pdf"),
     log:
         "logs/predict/{model}/merge.log",
     conda:
@@ -47,6 +52,10 @@ rule merge_photoz:
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        step="predict",
+        argv=lambda wc, input, output: ["--merge", *input, "--out", output.catalog],
+        code=code_hash("predict", "ensemble", "pdf"),
     script:
         STEP
 

@@ -1,15 +1,16 @@
 # The survey (simulated or the user's), the config sections each step reads, and the cutouts.
 
+
 rule section_config:
     output:
         f"{R}/config/{{section}}.yaml",
-    wildcard_constraints:
-        section="|".join([*SECTIONS, *(f"model-{m}" for m in MODELS)]),
-    params:
-        cfg=section_params,
     log:
         "logs/section_config/{section}.log",
+    wildcard_constraints:
+        section="|".join([*SECTIONS, *(f"model-{m}" for m in MODELS)]),
     localrule: True
+    params:
+        cfg=section_params,
     run:
         write_section(output[0], params.cfg, log[0])
 
@@ -19,10 +20,6 @@ rule simulate:
         cfg=f"{R}/config/simulation.yaml",
     output:
         directory(SURVEY_DIR),
-    params:
-        step="simulate",
-        argv=lambda wc, input, output: ["--config", input.cfg, "--out", output[0]],
-        code=code_hash("simulate", "sim"),
     log:
         "logs/simulate/simulate.log",
     benchmark:
@@ -32,6 +29,10 @@ rule simulate:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        step="simulate",
+        argv=lambda wc, input, output: ["--config", input.cfg, "--out", output[0]],
+        code=code_hash("simulate", "sim"),
     script:
         STEP
 
@@ -40,21 +41,21 @@ rule cutouts:
     input:
         survey_inputs("sources") + survey_inputs("mosaics") if not SIMULATED else [SURVEY_DIR],
     output:
-        f"{R}/cutouts/shard-{{shard}}.h5",
-    params:
-        step="cutouts",
-        argv=cutout_argv,
-        code=code_hash("cutouts", "resample", "bands", "io"),
+        f"{R}/cutouts/shard-{{scatteritem}}.h5",
     log:
-        "logs/cutouts/shard-{shard}.log",
+        "logs/cutouts/shard-{scatteritem}.log",
     benchmark:
-        "benchmarks/cutouts/shard-{shard}.tsv"
+        "benchmarks/cutouts/shard-{scatteritem}.tsv"
     conda:
         "../../envs/photoz.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
-        cpus_per_task=1,
+        cpus_per_task=lambda wc, threads: threads,
+    params:
+        step="cutouts",
+        argv=cutout_argv,
+        code=code_hash("cutouts", "resample", "bands", "io"),
     script:
         STEP

@@ -11,25 +11,39 @@ rule train:
         model=f"{R}/models/{{model}}/fold{{fold}}/seed{{seed}}/model.pt",
         pdf=f"{R}/models/{{model}}/fold{{fold}}/seed{{seed}}/test_pdf.h5",
         history=f"{R}/models/{{model}}/fold{{fold}}/seed{{seed}}/history.csv",
-    params:
-        step="train",
-        argv=lambda wc, input, output, threads: [
-            "--config", input.cfg, "--datacube", input.cube, "--model", wc.model, "--fold", wc.fold,
-            "--seed", wc.seed, "--out-dir", Path(output.model).parent, "--threads", threads, "--tag", TRAIN_CODE,
-        ],
-        code=TRAIN_CODE,
     log:
         "logs/train/{model}/fold{fold}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{model}/fold{fold}/seed{seed}.tsv"
+    retries: 1
     conda:
         "../../envs/photoz.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
-        cpus_per_task=1,
-    retries: 1
+        cpus_per_task=lambda wc, threads: threads,
+    params:
+        step="train",
+        argv=lambda wc, input, output, threads: [
+            "--config",
+            input.cfg,
+            "--datacube",
+            input.cube,
+            "--model",
+            wc.model,
+            "--fold",
+            wc.fold,
+            "--seed",
+            wc.seed,
+            "--out-dir",
+            Path(output.model).parent,
+            "--threads",
+            threads,
+            "--tag",
+            TRAIN_CODE,
+        ],
+        code=TRAIN_CODE,
     script:
         STEP
 
@@ -41,10 +55,6 @@ rule ensemble:
     output:
         predictions=f"{R}/predictions/{{model}}.parquet",
         pdf=f"{R}/predictions/{{model}}.pdf.hdf5",
-    params:
-        step="ensemble",
-        argv=lambda wc, input, output: ["--runs", *input.runs, "--catalog", input.catalog, "--out", output.predictions],
-        code=code_hash("ensemble", "pdf"),
     log:
         "logs/ensemble/{model}.log",
     conda:
@@ -52,5 +62,9 @@ rule ensemble:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        step="ensemble",
+        argv=lambda wc, input, output: ["--runs", *input.runs, "--catalog", input.catalog, "--out", output.predictions],
+        code=code_hash("ensemble", "pdf"),
     script:
         STEP

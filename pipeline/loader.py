@@ -1,0 +1,230 @@
+"""Training input: standardised batches of datacube rows, from memory when the cube fits and from the file when not.
+
+Two sources of raw cubes read rows in the order asked for, so that a batch is the same whichever serves it:
+
+- :class:`InMemoryCubes` — the whole cube, standardised once with the fold's statistics, on the training device
+  (host or GPU); a batch is an index gather there (today's behaviour, and the fastest).
+- :class:`MemmapCubes` — out of core: the file is opened once per process (also once per DataLoader worker, since
+  it reopens itself after pickling) as a NumPy memmap, and each object is one contiguous block in it. That holds
+  for the datacube's ``cubes`` (uncompressed, chunked along objects: an object is a slice of its chunk) and for
+  any contiguous unfiltered dataset. A filtered (compressed) dataset falls back to :class:`H5Cubes`, a loop of
+  ``ds[i]`` (h5py's fancy indexing ``ds[idx]`` is some 30 times slower than that loop).
+
+:func:`open_cubes` picks in-memory when the standardised cube fits the memory budget (``max_memory_gb``, else the
+``PHOTOZ_MAX_MEMORY_GB`` environment variable, else half the free memory of the device), and out-of-core
+otherwise. Standardisation is elementwise, so a batch standardised alone equals the same rows of the cube
+standardised at once, bit for bit; training is the same with either source and resumes exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from pipeline.preprocess import standardise
+
+log = logging.getLogger("pipeline.loader")
+
+ENV_BUDGET = "PHOTOZ_MAX_MEMORY_GB"
+
+
+class H5Cubes:
+    """Raw rows of an HDF5 dataset read one object at a time (any layout, filters included)."""
+
+    kind = "h5py"
+
+    def __init__(self, path, dataset: str = "cubes"):
+        self.path, self.dataset = str(path), dataset
+        self._f = None
+        with h5py.File(self.path, "r") as f:
+            self.shape = tuple(f[dataset].shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _ds(self):
+        if self._f is None:  # opened lazily, so each worker process opens the file once
+            self._f = h5py.File(self.path, "r")
+        return self._f[self.dataset]
+
+    def take(self, idx) -> np.ndarray:
+        ds = self._ds()
+        out = np.empty((len(idx), *self.shape[1:]), np.float32)
+        for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
+            out[k] = ds[int(i)]
+        return out
+
+    def __getstate__(self):
+        return {**self.__dict__, "_f": None}
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def object_offsets(path, dataset: str = "cubes") -> np.ndarray | None:
+    """Byte offset of every object (row) of an unfiltered float32 dataset in its file, or None if it has none.
+
+    A contiguous dataset has one offset (``ds.id.get_offset()``); a chunked one, chunked whole along the other
+    axes, has one per chunk, and the rows of a chunk follow each other in it.
+    """
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        if ds.dtype != np.float32 or len(ds) == 0:
+            return None
+        row_bytes = int(np.prod(ds.shape[1:])) * 4
+        rows = np.arange(len(ds), dtype=np.int64)
+        if ds.chunks is None:
+            offset = ds.id.get_offset()
+            return None if offset is None else offset + rows * row_bytes
+        if ds.id.get_create_plist().get_nfilters() or tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):
+            return None
+        per_chunk = ds.chunks[0]
+        starts = np.empty((len(ds) + per_chunk - 1) // per_chunk, np.int64)
+        for c in range(len(starts)):
+            info = ds.id.get_chunk_info_by_coord((c * per_chunk,) + (0,) * (ds.ndim - 1))
+            if info.byte_offset is None or info.filter_mask:
+                return None  # an unallocated chunk
+            starts[c] = info.byte_offset
+        return starts[rows // per_chunk] + (rows % per_chunk) * row_bytes
+
+
+class MemmapCubes:
+    """Raw rows of an uncompressed HDF5 dataset read through a NumPy memmap of the file (out of core, fast)."""
+
+    kind = "memmap"
+
+    def __init__(self, path, dataset: str = "cubes", offsets: np.ndarray | None = None):
+        self.path, self.dataset = str(path), dataset
+        with h5py.File(self.path, "r") as f:
+            self.shape = tuple(f[dataset].shape)
+        self.offsets = object_offsets(path, dataset) if offsets is None else offsets
+        if self.offsets is None:
+            raise ValueError(f"{path}:{dataset} is compressed or not float32: it cannot be memory-mapped")
+        self.row = int(np.prod(self.shape[1:]))
+        self._mm = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _map(self) -> np.ndarray:
+        if self._mm is None:
+            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
+        return self._mm
+
+    def take(self, idx) -> np.ndarray:
+        mm, nbytes = self._map(), self.row * 4
+        out = np.empty((len(idx), self.row), np.float32)
+        view = out.view(np.uint8)
+        for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
+            o = self.offsets[i]
+            view[k] = mm[o : o + nbytes]
+        return out.reshape((len(idx), *self.shape[1:]))
+
+    def __getstate__(self):
+        return {**self.__dict__, "_mm": None}
+
+    def close(self) -> None:
+        self._mm = None
+
+
+def file_source(path, dataset: str = "cubes"):
+    """The fastest out-of-core reader of a dataset: a memmap when it is uncompressed, else a loop of ``ds[i]``."""
+    offsets = object_offsets(path, dataset)
+    return MemmapCubes(path, dataset, offsets) if offsets is not None else H5Cubes(path, dataset)
+
+
+class Rows:
+    """A lazy (len, slice) view of some rows of a source, for readers that walk a subset batch by batch."""
+
+    def __init__(self, source, idx):
+        self.source, self.idx = source, np.asarray(idx, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return self.source.take(self.idx[sl])
+
+
+class InMemoryCubes:
+    """The whole cube standardised once on ``device``; a batch is a gather there."""
+
+    kind = "memory"
+
+    def __init__(self, source, mean, std, device, block: int = 1024):
+        n = len(source)
+        self.device = torch.device(device)
+        self.x = torch.empty(source.shape, dtype=torch.float32, device=self.device)
+        mean_t, std_t = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        for start in range(0, n, block):  # block by block: the host never holds a second copy of the whole cube
+            raw = torch.from_numpy(source.take(np.arange(start, min(start + block, n))))
+            self.x[start : start + len(raw)] = standardise(raw, mean_t, std_t).to(self.device)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def batch(self, idx) -> torch.Tensor:
+        idx = torch.as_tensor(idx).to(self.device)
+        return self.x[idx]
+
+
+class StreamingCubes:
+    """Standardised batches read from the file for each batch (host memory holds one batch at a time)."""
+
+    kind = "stream"
+
+    def __init__(self, source, mean, std, device):
+        self.source, self.device = source, torch.device(device)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batch(self, idx) -> torch.Tensor:
+        idx = np.asarray(torch.as_tensor(idx).cpu())
+        x = standardise(torch.from_numpy(self.source.take(idx)), self.mean, self.std)
+        return x.to(self.device, non_blocking=True)
+
+
+def memory_budget(device, max_memory_gb: float | None = None) -> float:
+    """Bytes the in-memory cube may take: the argument, else ``$PHOTOZ_MAX_MEMORY_GB``, else half the free memory."""
+    if max_memory_gb is None and os.environ.get(ENV_BUDGET):
+        max_memory_gb = float(os.environ[ENV_BUDGET])
+    if max_memory_gb is not None:
+        return max_memory_gb * 2**30
+    device = torch.device(device)
+    if device.type == "cuda":
+        return 0.5 * torch.cuda.mem_get_info(device)[0]
+    try:
+        return 0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def open_cubes(path, mean, std, device, max_memory_gb: float | None = None, dataset: str = "cubes"):
+    """Standardised batches of the datacube's cubes: in memory on ``device`` when they fit the budget, else streamed.
+
+    Returns an object with ``batch(idx) -> tensor (B, n_bands, S, S)`` on ``device``, ``kind`` ('memory' or
+    'stream') and ``raw`` (the out-of-core reader of the raw cubes, with ``take(idx)``).
+    """
+    raw = file_source(path, dataset)
+    need = float(np.prod(raw.shape)) * 4
+    budget = memory_budget(device, max_memory_gb)
+    if need <= budget:
+        cubes = InMemoryCubes(raw, mean, std, device)
+    else:
+        cubes = StreamingCubes(raw, mean, std, device)
+    cubes.raw = raw
+    log.info(
+        "cubes of %s: %.2f GB, budget %.2f GB on %s: %s (%s reader)",
+        Path(path).name, need / 1e9, budget / 1e9, device, cubes.kind, raw.kind,
+    )  # fmt: skip
+    return cubes

@@ -1,0 +1,166 @@
+"""Parallel modality branches in two interchangeable forms: a loop of modules, or grouped convolutions.
+
+``loop``: one module per modality, run one after the other (parameter names ``branches.<i>.<rest>``, the names
+checkpoints were written with). ``grouped``: the modalities of equal size are batched into one set of convs with
+``groups`` = number of such modalities; their bands are gathered by one index into the band axis (parameter
+names ``branches.groups.<k>.<rest>``). For the same weights both forms compute the same function: the grouped
+weight of a conv is the concatenation along the output axis of the loop form's weights, which is what
+:func:`loop_to_grouped` and :func:`grouped_to_loop` do, and each form loads the other's state_dict (a load hook
+converts it).
+
+Which form is faster depends on the hardware: see ``bench/bench_nn_forms.py``. On the 2-core CPU where the
+default was chosen the loop form won (grouped convolutions have slow CPU kernels), hence ``DEFAULT_FORM``.
+
+Branch width rule (:func:`branch_mult`): a branch for a modality of ``s`` of ``n`` bands uses
+``width * min(1, 2 s / n)`` times the baseline widths (``BRANCH_SCALE`` = 2). Why: the paper's Table C.1 grows
+when blocks move from the common part into the branches (about +1.4 M per block for eight 2-band branches) and
+grows faster than linearly with the modality size (its size series fits 6.94 + 0.142 n_mod s^2 + 0.065 n_mod s,
+in millions): both say that a branch's width is linear in ``s`` with a constant well above the ``1 / n`` of
+"a branch is its share of the baseline" (the fusion series implies about 2.7 / n, the size series about 3 / n).
+2 is the largest constant that keeps the size series of Table C.1 increasing while the clamp at 1 keeps a single
+all-band modality equal to the baseline. The price is compute: the 2-band early-fusion network has ~1.5x the
+baseline's multiply-accumulates (``bench/bench_nn_params.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+FORMS = ("loop", "grouped")
+DEFAULT_FORM = "loop"
+
+
+BRANCH_SCALE = 2.0
+
+
+def branch_mult(s: int, n: int, width: float) -> float:
+    """Channel multiplier of a branch for a modality of ``s`` out of ``n`` bands (see the module docstring)."""
+    return width * min(1.0, BRANCH_SCALE * s / n)
+
+
+def equal_size_groups(mods) -> list[list[int]]:
+    """Runs of consecutive modalities of equal size: the modalities one grouped branch batches."""
+    groups: list[list[int]] = []
+    for i, m in enumerate(mods):
+        if groups and len(mods[groups[-1][0]]) == len(m):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+class LoopBranches(nn.ModuleList):
+    """One branch module per modality, run in a Python loop.
+
+    Parameters
+    ----------
+    index : list of list of int
+        Band indices (into the input's channel axis) of each modality.
+    make : callable
+        ``make(in_chans, mult, groups) -> (module, out_chans)``: ``groups`` branches of ``in_chans`` bands each and
+        channel multiplier ``mult``, batched as grouped convs when ``groups`` > 1 (``out_chans`` per branch).
+    mults : list of float
+        Channel multiplier of each modality's branch.
+    """
+
+    form = "loop"
+
+    def __init__(self, index, make, mults):
+        built = [make(len(ix), m, 1) for ix, m in zip(index, mults, strict=True)]
+        super().__init__(b for b, _ in built)
+        self.chans = [c for _, c in built]
+        self.members = equal_size_groups(index)
+        for i, ix in enumerate(index):
+            self.register_buffer(f"_idx{i}", torch.tensor(ix), persistent=False)
+        self.register_load_state_dict_pre_hook(_convert_on_load)
+
+    def forward(self, x) -> list[torch.Tensor]:
+        """Per-modality feature maps."""
+        return [branch(x[:, getattr(self, f"_idx{i}")]) for i, branch in enumerate(self)]
+
+    def forward_cat(self, x) -> torch.Tensor:
+        """Feature maps of all modalities concatenated along the channel axis."""
+        return torch.cat(self(x), 1)
+
+
+class GroupedBranches(nn.Module):
+    """The branches of each run of equal-size modalities batched as one grouped-conv module."""
+
+    form = "grouped"
+
+    def __init__(self, index, make, mults):
+        super().__init__()
+        self.members = equal_size_groups(index)
+        self.chans, mods = [], []
+        for k, members in enumerate(self.members):
+            mult = mults[members[0]]
+            if any(mults[i] != mult for i in members):
+                raise ValueError("modalities of one size must share their branch width")
+            module, c = make(len(index[members[0]]), mult, len(members))
+            mods.append(module)
+            self.chans += [c] * len(members)
+            self.register_buffer(f"_gidx{k}", torch.tensor([b for i in members for b in index[i]]), persistent=False)
+        self.groups = nn.ModuleList(mods)
+        self.register_load_state_dict_pre_hook(_convert_on_load)
+
+    def forward_cat(self, x) -> torch.Tensor:
+        """Feature maps of all modalities concatenated along the channel axis (no copy for a single group)."""
+        outs = [g(x[:, getattr(self, f"_gidx{k}")]) for k, g in enumerate(self.groups)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+    def forward(self, x) -> list[torch.Tensor]:
+        """Per-modality feature maps (views into one tensor)."""
+        return list(self.forward_cat(x).split(self.chans, 1))
+
+
+def make_branches(form: str, index, make, mults) -> nn.Module:
+    """``LoopBranches`` or ``GroupedBranches`` by ``form``."""
+    if form not in FORMS:
+        raise ValueError(f"unknown branch_form {form!r}: valid are {', '.join(FORMS)}")
+    return (LoopBranches if form == "loop" else GroupedBranches)(index, make, mults)
+
+
+def loop_to_grouped(state: dict, groups, prefix: str = "branches.") -> dict:
+    """State dict with loop-form branch entries ``<prefix><i>.<rest>`` replaced by grouped ones.
+
+    ``groups``: the modality indices batched by each grouped module (:func:`equal_size_groups`).
+    """
+    out = {k: v for k, v in state.items() if not re.match(re.escape(prefix) + r"\d+\.", k)}
+    for k, members in enumerate(groups):
+        head = f"{prefix}{members[0]}."
+        for key in [key for key in state if key.startswith(head)]:
+            rest = key[len(head) :]
+            out[f"{prefix}groups.{k}.{rest}"] = torch.cat([state[f"{prefix}{i}.{rest}"] for i in members], 0)
+    return out
+
+
+def grouped_to_loop(state: dict, groups, prefix: str = "branches.") -> dict:
+    """Inverse of :func:`loop_to_grouped`."""
+    gp = f"{prefix}groups."
+    out = {k: v for k, v in state.items() if not k.startswith(gp)}
+    for key, value in state.items():
+        if key.startswith(gp):
+            k, rest = key[len(gp) :].split(".", 1)
+            members = groups[int(k)]
+            for i, part in zip(members, value.chunk(len(members), 0), strict=True):
+                out[f"{prefix}{i}.{rest}"] = part.clone()
+    return out
+
+
+def _convert_on_load(module, state, prefix, *args):
+    """Load hook: convert a state_dict written by the other branch form, in place."""
+    loop_keys = [k for k in state if re.match(re.escape(prefix) + r"\d+\.", k)]
+    grouped_keys = [k for k in state if k.startswith(prefix + "groups.")]
+    if module.form == "grouped" and loop_keys:
+        new = loop_to_grouped({k: state[k] for k in loop_keys}, module.members, prefix)
+        for k in loop_keys:
+            del state[k]
+        state.update(new)
+    elif module.form == "loop" and grouped_keys:
+        new = grouped_to_loop({k: state[k] for k in grouped_keys}, module.members, prefix)
+        for k in grouped_keys:
+            del state[k]
+        state.update(new)
