@@ -11,6 +11,7 @@ Surveys that do not exist yet are simulated first (HSC 2000 sources, the SDSS de
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -100,13 +101,11 @@ def _tracks(ax, grid: ColourGrid, ref: str, b1: str, b2: str, zmax: float):
 def colour_tracks(sdss: Path, hsc: Path, out: Path) -> None:
     panels = [(sdss, "sdss", "u", "g", 0.45), (sdss, "sdss", "g", "r", 0.45), (sdss, "sdss", "r", "i", 0.45),
               (hsc, "hsc", "g", "i", 2.0), (hsc, "hsc", "i", "J", 2.0), (hsc, "hsc", "J", "Ks", 2.0)]  # fmt: skip
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8), layout="constrained")
     for ax, (survey, name, b1, b2, zmax) in zip(axes.ravel(), panels, strict=True):
         df = pd.read_parquet(survey / "sources.parquet")
         g = df[~df["is_star"]]
         # Colours corrected for Galactic extinction so that they compare with the templates'.
-        import json
-
         coef = json.loads((survey / "survey.json").read_text())["extinction_r_coefficients"]
         col = (g[f"mag_{b1}"] - coef[b1] * g["ebv"]) - (g[f"mag_{b2}"] - coef[b2] * g["ebv"])
         good = (g[f"magerr_{b1}"] < 0.15) & (g[f"magerr_{b2}"] < 0.15)
@@ -118,7 +117,7 @@ def colour_tracks(sdss: Path, hsc: Path, out: Path) -> None:
         ax.set_ylim(lo - 0.3, hi + 0.3)
         ax.set_xlabel("z_true")
         ax.set_ylabel(f"{b1} - {b2}")
-        ax.set_title(f"{name}: {good.sum()} galaxies with errors < 0.15 mag")
+        ax.set_title(f"{name}: {good.sum()} galaxies, errors < 0.15", fontsize=10)
     axes[0, 0].legend(fontsize=7)
     fig.colorbar(sc, ax=axes, label="type t (0 E, 1 Sbc, 2 Scd, 3 Im)", shrink=0.6)
     fig.savefig(out, dpi=90)

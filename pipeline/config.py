@@ -106,10 +106,12 @@ def simulation_dir(cfg: dict) -> str:
 
 
 def _derive(cfg: dict) -> None:
-    """Point the survey at the simulated files when the config simulates it."""
+    """Point the survey at the simulated files when the config simulates it; expand ``{survey}`` in spec-z paths."""
     if "simulation" not in cfg:
         return
     sim = simulation_dir(cfg)
+    for cat in cfg["specz"]["catalogs"]:
+        cat["path"] = cat["path"].replace("{survey}", sim)
     survey = cfg["survey"]
     survey.setdefault("mosaics", {b: f"{sim}/mosaics/{b}/*.fits" for b in survey["bands"]})
     survey.setdefault("sources", f"{sim}/sources.parquet")
@@ -132,6 +134,9 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
             problems.append(f"survey.mosaics: no glob for band(s) {', '.join(missing)}")
     if "sources" not in cfg["survey"]:
         problems.append("survey.sources: required when there is no simulation block")
+    for i, cat in enumerate(cfg["specz"]["catalogs"]):
+        if "{survey}" in cat["path"]:
+            problems.append(f"specz.catalogs.{i}.path: {{survey}} stands for the simulated survey, and there is none")
     names = [c["name"] for c in cfg["specz"]["catalogs"]]
     if len(set(names)) != len(names):
         problems.append(f"specz.catalogs: duplicate names in {names}")

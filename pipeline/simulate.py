@@ -2,13 +2,16 @@
 
 ``photoz simulate --config config/config.yaml --out DIR`` (or ``python -m pipeline.simulate``) writes::
 
-    DIR/mosaics/<band>/tile-XX.fits   float32 nanomaggies, sky subtracted, TAN WCS (CD matrix), per band grids
+    DIR/mosaics/<band>/tile-XX.fits   float32 nanomaggies, sky subtracted, TAN or TAN-SIP WCS, per band grids
     DIR/sources.parquet               true and observed catalog (object_id, ra, dec, ebv, mag_<band>, z_true, ...)
     DIR/specz/<survey>.parquet        mock spectroscopic surveys with their quality flags
     DIR/survey.json                   what was simulated, with the spec-z flag conventions
 
 The survey is built in a temporary directory beside ``DIR`` and renamed onto it at the end, so that a killed run
-never leaves a survey that looks complete. The same configuration and seed give byte-identical files.
+never leaves a survey that looks complete. The same configuration and seed give byte-identical files, whatever the
+number of rendering processes (``--workers``) and whether it was made at once or as ``--shard K/N`` parts joined by
+``--merge``. ``--inject-into BAND=GLOB`` renders the mock catalog into the user's own mosaics instead
+(:mod:`pipeline.sim.inject`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,11 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+# one intra-op thread: small tensors gain nothing from more, and spinning threads stall badly on a loaded machine
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
