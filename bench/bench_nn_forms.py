@@ -5,7 +5,7 @@
 classification + regression loss and a backward pass (no optimizer step). Median of ``--repeats`` timed steps
 after ``--warmup`` untimed ones; "x base" is the time over the baseline's on the same device.
 
-Usage: ``python bench/bench_nn_forms.py [--threads N] [--repeats R] [--device cpu cuda]``
+Usage: ``python bench/bench_nn_forms.py [--threads N] [--repeats R] [--device cpu cuda] [--bands 5 9] [--widths 1 0.1]``
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", nargs="+", default=["cpu", "cuda"])
+    ap.add_argument("--bands", nargs="+", type=int, default=[5, 9], help="numbers of bands (first of ugrizyjhk)")
+    ap.add_argument("--widths", nargs="+", type=float, default=[1.0, 0.1])
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = [d for d in args.device if d != "cuda" or torch.cuda.is_available()]
@@ -56,8 +58,8 @@ def main(argv=None):
     print(f"{'device':6s} {'bands':>5s} {'width':>5s} " + " ".join(f"{f:>9s}" for f, _, _ in FORMS)
           + f" {'loop/base':>9s} {'grp/base':>9s} {'grp/loop':>9s}")  # fmt: skip
     for dev in devices:
-        for nb in (5, 9):
-            for width in (1.0, 0.1):
+        for nb in args.bands:
+            for width in args.widths:
                 g = torch.Generator().manual_seed(0)
                 x = torch.randn(BATCH, nb, SIZE, SIZE, generator=g).to(dev)
                 ebv = torch.rand(BATCH, generator=g).to(dev) * 0.1
