@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from bench_train import BANDS, _sync  # bench/ is on sys.path when this file runs as a script
+from bench_train import BANDS, timed  # bench/ is on sys.path when this file runs as a script
 
 from pipeline import datacube, loader
 from pipeline.bands import sort_bands
@@ -65,14 +65,7 @@ def rate(fn, batch: int, n: int, seconds: float, device, min_steps: int = 3) -> 
         k += 1
         fn(perm[start : start + batch])
 
-    step()
-    _sync(device)
-    t0, steps = time.perf_counter(), 0
-    while steps < min_steps or time.perf_counter() - t0 < seconds:
-        step()
-        steps += 1
-    _sync(device)
-    return steps * batch / (time.perf_counter() - t0)
+    return timed(step, device, seconds, min_steps) * batch
 
 
 def train_rate(args, device) -> float:
