@@ -118,7 +118,19 @@ def _shard_selection(shard: Path, wanted: set) -> tuple[np.ndarray, dict]:
     return np.flatnonzero(np.isin(ids, list(wanted))), attrs
 
 
-def pack(training: pd.DataFrame, shards: list, out, min_coverage: float, n_folds: int) -> pd.DataFrame:
+def passes_coverage(coverage: np.ndarray, min_coverage: float, allow_missing_bands: bool) -> np.ndarray:
+    """Objects (N,) whose every band reaches ``min_coverage``; with ``allow_missing_bands``, bands without any
+    data (coverage 0, zero-filled and flagged in ``missing_bands``) are exempt, but at least one band must be there.
+    """
+    if not allow_missing_bands:
+        return coverage.min(axis=1) >= min_coverage
+    present = coverage > 0
+    return present.any(axis=1) & (np.where(present, coverage, 1.0).min(axis=1) >= min_coverage)
+
+
+def pack(
+    training: pd.DataFrame, shards: list, out, min_coverage: float, n_folds: int, allow_missing_bands: bool = False
+) -> pd.DataFrame:
     """Stream the training objects' cutouts from the shards into one store; return the catalog rows kept.
 
     Objects whose coverage is below ``min_coverage`` in any band are dropped (and counted in the log). Writes
@@ -151,7 +163,7 @@ def pack(training: pd.DataFrame, shards: list, out, min_coverage: float, n_folds
                 with h5py.File(path, "r") as src:
                     ids = src["object_id"][()][sel]
                     cov = src["coverage"][()][sel]
-                    good = cov.min(axis=1) >= min_coverage
+                    good = passes_coverage(cov, min_coverage, allow_missing_bands)
                     n_low += int((~good).sum())
                     for start in range(0, int(good.sum()), ROW_GROUP_OBJECTS):
                         rows = sel[good][start : start + ROW_GROUP_OBJECTS]
@@ -208,6 +220,7 @@ def main(argv=None) -> None:
     parser.add_argument("--training", required=True, help="training catalog from photoz match (Parquet)")
     parser.add_argument("--cutouts", required=True, nargs="+", help="cutout shards (HDF5)")
     parser.add_argument("--min-coverage", type=float, default=0.9, help="minimum valid-pixel fraction in every band")
+    parser.add_argument("--allow-missing-bands", action="store_true", help="keep objects with bands of no data")
     parser.add_argument("--folds", type=int, default=5, help="number of folds in the training catalog")
     parser.add_argument(
         "--out", required=True, help="datacube (HDF5); the catalog and cube Parquet files are written beside it"
@@ -217,7 +230,7 @@ def main(argv=None) -> None:
     training = io.read_table(args.training)
     if training.fold.max() >= args.folds:
         raise SystemExit(f"{args.training}: fold {training.fold.max()} found but --folds is {args.folds}")
-    pack(training, args.cutouts, args.out, args.min_coverage, args.folds)
+    pack(training, args.cutouts, args.out, args.min_coverage, args.folds, args.allow_missing_bands)
 
 
 if __name__ == "__main__":

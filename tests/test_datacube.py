@@ -46,6 +46,9 @@ def test_coverage_cut_and_missing_bands(tmp_path):
     datacube.pack(training, [tmp_path / "s.h5"], tmp_path / "a.h5", min_coverage=0.9, n_folds=2)
     with h5py.File(tmp_path / "a.h5") as f:
         assert 3 not in f["object_id"][()] and 4 not in f["object_id"][()]
+    datacube.pack(training, [tmp_path / "s.h5"], tmp_path / "m.h5", 0.9, 2, allow_missing_bands=True)
+    with h5py.File(tmp_path / "m.h5") as f:
+        assert 3 not in f["object_id"][()] and 4 in f["object_id"][()]  # a band of no data is exempt, 0.5 is not
     datacube.pack(training, [tmp_path / "s.h5"], tmp_path / "b.h5", min_coverage=0.0, n_folds=2)
     with h5py.File(tmp_path / "b.h5") as f:
         ids = f["object_id"][()].tolist()

@@ -64,6 +64,7 @@ rule pack:
             config["selection"]["min_coverage"],
             "--folds",
             config["folds"]["n"],
+            *(["--allow-missing-bands"] if config["selection"]["allow_missing_bands"] else []),
         ],
         code=code_hash("datacube", "preprocess", "io"),
     script:
