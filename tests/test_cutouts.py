@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pandas as pd
@@ -14,7 +12,9 @@ from astropy.wcs import WCS
 from pipeline import cutouts, resample
 from pipeline.cutouts import extract_cutouts, shard_of, write_cutouts
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA
+
+DATA = SHARED_DATA
 SDSS = DATA / "sdss-frames" / "001035-6-0017"
 RA0, DEC0 = 150.0, 2.0
 SCALE = 0.396

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +16,8 @@ from pipeline.sim.render import TRUNC_RE, moffat_stamp
 from pipeline.sim.sed import ColourGrid, _ab_mags, extinction_coefficients, galaxy_sed
 from pipeline.sim.specz import mock_survey
 from pipeline.simulate import main, merge_shards, simulate_survey
+
+from conftest import SHARED_DATA
 
 CFG = {"preset": "sdss", "n_sources": 150, "seed": 7, "tile_size_px": 400}
 
@@ -481,10 +482,10 @@ def test_injection_into_a_users_tile(tmp_path):
         inject_survey(cfg, {"r": str(inp / "none-*.fits")}, tmp_path / "o4")
 
 
-SDSS_FRAMES = Path("/work/shared/data/sdss-frames")
+SDSS_FRAMES = SHARED_DATA / "sdss-frames"
 
 
-@pytest.mark.skipif(not SDSS_FRAMES.exists(), reason="no SDSS frames in /work/shared/data/sdss-frames")
+@pytest.mark.skipif(not SDSS_FRAMES.exists(), reason="real SDSS frames not present in ../shared/data")
 def test_injection_into_a_real_sdss_frame(tmp_path):
     frame = sorted(SDSS_FRAMES.glob("*/frame-r-*.fits*"))[0]
     cfg = {"preset": "sdss", "n_sources": 15, "seed": 4, "mag_range": [17.0, 18.0]}
