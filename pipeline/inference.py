@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -112,4 +111,3 @@ def predict_batches(model, cubes, ebv, mean, std, device, n_bins: int, batch_siz
 def set_threads(n: int) -> None:
     """Cap torch's CPU threads so that parallel Snakemake jobs do not oversubscribe the cores."""
     torch.set_num_threads(max(1, n))
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
