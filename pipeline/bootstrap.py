@@ -147,17 +147,24 @@ def _fast_block(ks, a, b, order_b, dz_a, dz_b, seed, out) -> None:
     n = len(dz_a)
     c0_a = np.zeros(n + 1, dtype=np.int64)
     c0_b = np.zeros(n + 1, dtype=np.int64)
-    # buffers reused across resamples: fresh 4 MB arrays cost more in page faults than the arithmetic itself
-    reordered = np.empty(n, dtype=np.int64)
+    # Buffers reused across resamples: fresh 4 MB arrays cost more in page faults than the arithmetic itself.
+    # Multiplicities gathered as uint8: the random gather into B's order moves an eighth of the bytes (1.5 ms
+    # -> 0.4 ms at n = 516,525). A multiplicity above 255 would wrap and leave c0_b[n] < n: then redo in int64.
+    small = np.empty(n, dtype=np.uint8)
+    reordered = np.empty(n, dtype=np.uint8)
     weights = np.empty(n, dtype=np.float64)
     for k in ks:
         counts = np.bincount(_resample(seed, int(k), n), minlength=n)
         np.cumsum(counts, out=c0_a[1:])
-        np.take(counts, order_b, out=reordered)
-        np.cumsum(reordered, out=c0_b[1:])
-        # int @ float matmul has no BLAS path: cast into a float buffer, then two BLAS dots
+        np.copyto(small, counts, casting="unsafe")
+        np.take(small, order_b, out=reordered)
+        np.cumsum(reordered, dtype=np.int64, out=c0_b[1:])
+        if c0_b[n] != n:
+            np.cumsum(counts[order_b], out=c0_b[1:])
+        # einsum, not a BLAS dot: OpenBLAS would start its own threads beside the workers and spin on the same cores
+        # (3x slower in all). int @ float has no fast path: cast into a float buffer first.
         np.copyto(weights, counts)
-        mean_a, mean_b = (weights @ dz_a) / n, (weights @ dz_b) / n
+        mean_a, mean_b = np.einsum("i,i", weights, dz_a) / n, np.einsum("i,i", weights, dz_b) / n
         out[k, 0] = a.sigma_mad(c0_a) - b.sigma_mad(c0_b)
         out[k, 1] = a.outliers(c0_a) - b.outliers(c0_b)
         out[k, 2] = abs(mean_a) - abs(mean_b)

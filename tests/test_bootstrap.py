@@ -56,6 +56,24 @@ def test_fast_equals_direct(n):
         assert pf["metrics"][name]["p_value"] == pd_["metrics"][name]["p_value"]
 
 
+def test_fast_handles_multiplicities_above_255(monkeypatch):
+    # The fast path gathers multiplicities as uint8; a draw repeating one object 300 times must not wrap.
+    zs, za, zb = _data(1000, 0.9, seed=7)
+    order = np.argsort(bootstrap.delta_z(za, zs), kind="stable")
+    dz_a, dz_b = bootstrap.delta_z(za, zs)[order], bootstrap.delta_z(zb, zs)[order]
+    plain = bootstrap._resample
+
+    def heavy(seed, k, n):
+        idx = plain(seed, k, n)
+        idx[:300] = k % n  # object k drawn at least 300 times
+        return idx
+
+    monkeypatch.setattr(bootstrap, "_resample", heavy)
+    fast = bootstrap._paired_bootstrap_fast(dz_a, dz_b, 20, 1, 0.05, workers=1)
+    direct = bootstrap._paired_bootstrap_direct(dz_a, dz_b, 20, 1, 0.05)
+    np.testing.assert_array_equal(fast[:, :2], direct[:, :2])
+
+
 def test_compare_main_inner_join_and_errors(tmp_path):
     zs, za, zb = _data(400, 0.8)
     ids = np.arange(400)
