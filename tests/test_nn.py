@@ -74,6 +74,21 @@ def test_size_one_modalities():
     assert _run(model)[0].shape == (2, 5)
 
 
+@pytest.mark.parametrize("name, opts", [("multimodal", {}), ("plain", {"multimodal": True, "n_layers": 5})])
+def test_two_band_plus_single_band_modalities(name, opts):
+    # the network of the paper's Sec. 7.4: 2-band first-order modalities and every band alone
+    model = build_model(name, BANDS, 5, 32, size=[2, 1], modality_dropout=5, **opts, **TINY)
+    assert model.modality_names == modalities_names(BANDS, 2) + BANDS
+    model.eval()
+    ref = _run(model)[0]
+    model.drop_modalities = ["k"]
+    assert not torch.allclose(ref, _run(model)[0])
+
+
+def modalities_names(bands, size):
+    return ["_".join(m) for m in modalities(bands, size, 1)]
+
+
 def test_modality_dropout_and_drop_at_eval():
     model = build_model("multimodal", BANDS, 5, 32, modality_dropout=5, all_bands_modality=True, **TINY)
     assert model.modality_names[0] == "u_g" and model.modality_names[-1] == "_".join(BANDS)

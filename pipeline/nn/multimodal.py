@@ -53,8 +53,9 @@ class Multimodal(nn.Module):
         Input cutout size in pixels (>= 16).
     width : float
         Multiplier on every channel count.
-    size, orders : int, list of int
-        Modality size and orders (see :func:`pipeline.nn.modalities`).
+    size, orders : int or list of int, list of int
+        Modality size(s) and orders (see :func:`pipeline.nn.modalities`); several sizes give their modalities side
+        by side (``[2, 1]``: two-band ones plus every band alone, the modality-dropout network of Sec. 7.4).
     fusion : str
         One of ``FUSION``; the total depth stays 8 blocks with pooling before blocks 1, 4 and 6.
     fusion_type : {"concat", "cross"}
@@ -108,7 +109,11 @@ class Multimodal(nn.Module):
 
 def setup_modalities(model, size, orders, all_bands_modality, modality_dropout, drop_modalities) -> list[tuple]:
     """Check the modality options and set ``modality_names``, ``modality_dropout``, ``drop_modalities``."""
-    mods = modalities(model.bands, size, list(orders) if not isinstance(orders, int) else orders)
+    orders = list(orders) if not isinstance(orders, int) else orders
+    mods = []
+    # a list of sizes puts modalities of each size side by side, e.g. [2, 1]: the 2-band ones, then every band alone
+    for s in [size] if isinstance(size, int) else list(size):
+        mods += [m for m in modalities(model.bands, s, orders) if m not in mods]
     if all_bands_modality and tuple(model.bands) not in mods:
         mods.append(tuple(model.bands))
     model.modality_names = [modality_name(m) for m in mods]
