@@ -16,6 +16,7 @@ STEPS = {
     "predict": ("pipeline.predict", "photo-z PDFs for a catalog of cutouts with every trained model"),
     "ensemble": ("pipeline.ensemble", "average seeds' PDFs and assemble the folds into predictions"),
     "evaluate": ("pipeline.metrics", "point and PDF metrics of a predictions file"),
+    "drop-test": ("pipeline.drop_test", "photo-z of each test fold with one modality dropped at a time (Sec. 7.4)"),
     "compare": ("pipeline.bootstrap", "paired bootstrap test between two predictions files"),
     "report": ("pipeline.report", "self-contained HTML report"),
     "check-config": ("pipeline.config", "validate a config file against the schema"),

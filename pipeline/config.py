@@ -121,10 +121,21 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
     from pipeline.bands import sort_bands
 
     problems = []
+    survey_bands = list(cfg["survey"]["bands"])
     try:
-        sort_bands(cfg["survey"]["bands"])
+        survey_bands = sort_bands(survey_bands)
     except ValueError as err:
         problems.append(f"survey.bands: {err}")
+    for name, spec in cfg["models"].items():
+        if "bands" not in spec:
+            continue
+        unknown = [b for b in spec["bands"] if b not in survey_bands]
+        if unknown:
+            problems.append(
+                f"models.{name}.bands: {', '.join(map(repr, unknown))} not in survey.bands: valid are {survey_bands}"
+            )
+        else:  # the datacube's channel order, whatever order they are written in
+            spec["bands"] = [b for b in survey_bands if b in spec["bands"]]
     mosaics = cfg["survey"].get("mosaics")
     if mosaics is None:
         problems.append("survey.mosaics: required when there is no simulation block")

@@ -68,6 +68,19 @@ def code_version() -> str:
         return __version__
 
 
+def channel_index(bands, available, what: str = "the data") -> list[int]:
+    """Positions of ``bands`` (a model's input channels, in its order) among ``available`` (a file's bands).
+
+    Raises a ``ValueError`` naming the bands ``available`` lacks, so that a model trained on a band the data does not
+    hold is refused instead of fed the wrong channels.
+    """
+    available = [str(b) for b in available]
+    missing = [b for b in bands if b not in available]
+    if missing:
+        raise ValueError(f"{what} lacks band(s) {missing} of the model's bands {list(bands)}: it holds {available}")
+    return [available.index(b) for b in bands]
+
+
 def build_from_meta(meta: dict) -> torch.nn.Module:
     from pipeline.nn import build_model
 

@@ -14,6 +14,9 @@ Two sources of raw cubes read rows in the order asked for, so that a batch is th
 ``PHOTOZ_MAX_MEMORY_GB`` environment variable, else half the free memory of the device), and out-of-core
 otherwise. Standardisation is elementwise, so a batch standardised alone equals the same rows of the cube
 standardised at once, bit for bit; training is the same with either source and resumes exactly.
+
+Every reader takes ``channels``, the indices of the bands a model reads (a model trained on a subset of the
+survey's bands): rows then hold those channels only, in that order, and the memmap reader reads only their planes.
 """
 
 from __future__ import annotations
@@ -33,16 +36,31 @@ log = logging.getLogger("pipeline.loader")
 ENV_BUDGET = "PHOTOZ_MAX_MEMORY_GB"
 
 
+def _channels(channels, n_channels: int, where) -> list[int] | None:
+    """Checked channel indices (None: all, in order)."""
+    if channels is None:
+        return None
+    channels = [int(c) for c in channels]
+    if not channels or len(set(channels)) != len(channels) or not all(0 <= c < n_channels for c in channels):
+        raise ValueError(f"{where}: channels {channels} must be distinct indices in [0, {n_channels})")
+    return channels
+
+
 class H5Cubes:
-    """Raw rows of an HDF5 dataset read one object at a time (any layout, filters included)."""
+    """Raw rows of an HDF5 dataset read one object at a time (any layout, filters included).
+
+    ``channels`` (indices along axis 1) keeps those channels only, in that order.
+    """
 
     kind = "h5py"
 
-    def __init__(self, path, dataset: str = "cubes"):
+    def __init__(self, path, dataset: str = "cubes", channels=None):
         self.path, self.dataset = str(path), dataset
         self._f = None
         with h5py.File(self.path, "r") as f:
-            self.shape = tuple(f[dataset].shape)
+            shape = tuple(f[dataset].shape)
+        self.channels = _channels(channels, shape[1], f"{path}:{dataset}")
+        self.shape = shape if self.channels is None else (shape[0], len(self.channels), *shape[2:])
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -56,7 +74,7 @@ class H5Cubes:
         ds = self._ds()
         out = np.empty((len(idx), *self.shape[1:]), np.float32)
         for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
-            out[k] = ds[int(i)]
+            out[k] = ds[int(i)] if self.channels is None else ds[int(i)][self.channels]
         return out
 
     def __getstate__(self):
@@ -96,18 +114,34 @@ def object_offsets(path, dataset: str = "cubes") -> np.ndarray | None:
 
 
 class MemmapCubes:
-    """Raw rows of an uncompressed HDF5 dataset read through a NumPy memmap of the file (out of core, fast)."""
+    """Raw rows of an uncompressed HDF5 dataset read through a NumPy memmap of the file (out of core, fast).
+
+    ``channels`` (indices along axis 1) keeps those channels only, in that order; only their planes are read, one
+    block per run of consecutive channels.
+    """
 
     kind = "memmap"
 
-    def __init__(self, path, dataset: str = "cubes", offsets: np.ndarray | None = None):
+    def __init__(self, path, dataset: str = "cubes", offsets: np.ndarray | None = None, channels=None):
         self.path, self.dataset = str(path), dataset
         with h5py.File(self.path, "r") as f:
-            self.shape = tuple(f[dataset].shape)
+            shape = tuple(f[dataset].shape)
         self.offsets = object_offsets(path, dataset) if offsets is None else offsets
         if self.offsets is None:
             raise ValueError(f"{path}:{dataset} is compressed or not float32: it cannot be memory-mapped")
+        self.channels = _channels(channels, shape[1], f"{path}:{dataset}")
+        self.shape = shape if self.channels is None else (shape[0], len(self.channels), *shape[2:])
         self.row = int(np.prod(self.shape[1:]))
+        # (source byte offset in the object, byte offset in the output row, bytes) of each run of channels
+        plane = int(np.prod(shape[2:])) * 4
+        chans = list(range(shape[1])) if self.channels is None else self.channels
+        runs = []
+        for pos, c in enumerate(chans):
+            if runs and c == runs[-1][2]:
+                runs[-1][2] += 1
+            else:
+                runs.append([c, pos, c + 1])
+        self.runs = [(c0 * plane, pos * plane, (c1 - c0) * plane) for c0, pos, c1 in runs]
         self._mm = None
 
     def __len__(self) -> int:
@@ -119,12 +153,19 @@ class MemmapCubes:
         return self._mm
 
     def take(self, idx) -> np.ndarray:
-        mm, nbytes = self._map(), self.row * 4
+        mm = self._map()
         out = np.empty((len(idx), self.row), np.float32)
         view = out.view(np.uint8)
-        for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
-            o = self.offsets[i]
-            view[k] = mm[o : o + nbytes]
+        if len(self.runs) == 1:  # all channels, or one run of them: one copy per object
+            ((src, dst, nbytes),) = self.runs
+            for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
+                o = self.offsets[i] + src
+                view[k, dst : dst + nbytes] = mm[o : o + nbytes]
+        else:
+            for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
+                o = self.offsets[i]
+                for src, dst, nbytes in self.runs:
+                    view[k, dst : dst + nbytes] = mm[o + src : o + src + nbytes]
         return out.reshape((len(idx), *self.shape[1:]))
 
     def __getstate__(self):
@@ -134,10 +175,15 @@ class MemmapCubes:
         self._mm = None
 
 
-def file_source(path, dataset: str = "cubes"):
-    """The fastest out-of-core reader of a dataset: a memmap when it is uncompressed, else a loop of ``ds[i]``."""
+def file_source(path, dataset: str = "cubes", channels=None):
+    """The fastest out-of-core reader of a dataset: a memmap when it is uncompressed, else a loop of ``ds[i]``.
+
+    ``channels``: indices of the channels (bands) to read, in that order; None reads them all.
+    """
     offsets = object_offsets(path, dataset)
-    return MemmapCubes(path, dataset, offsets) if offsets is not None else H5Cubes(path, dataset)
+    if offsets is not None:
+        return MemmapCubes(path, dataset, offsets, channels=channels)
+    return H5Cubes(path, dataset, channels=channels)
 
 
 class Rows:
@@ -209,13 +255,18 @@ def memory_budget(device, max_memory_gb: float | None = None) -> float:
         return 4 * 2**30
 
 
-def open_cubes(path, mean, std, device, max_memory_gb: float | None = None, dataset: str = "cubes"):
+def open_cubes(path, mean, std, device, max_memory_gb: float | None = None, dataset: str = "cubes", channels=None):
     """Standardised batches of the datacube's cubes: in memory on ``device`` when they fit the budget, else streamed.
 
-    Returns an object with ``batch(idx) -> tensor (B, n_bands, S, S)`` on ``device``, ``kind`` ('memory' or
-    'stream') and ``raw`` (the out-of-core reader of the raw cubes, with ``take(idx)``).
+    ``channels`` selects the bands (indices along axis 1, in the order given; None: all), and ``mean`` / ``std``
+    are those of the selected channels. Returns an object with ``batch(idx) -> tensor (B, n_channels, S, S)`` on
+    ``device``, ``kind`` ('memory' or 'stream') and ``raw`` (the out-of-core reader of the raw cubes, same
+    channels, with ``take(idx)``).
     """
-    raw = file_source(path, dataset)
+    raw = file_source(path, dataset, channels)
+    for name, stat in (("mean", mean), ("std", std)):
+        if np.shape(stat) != (raw.shape[1],):
+            raise ValueError(f"{name} has shape {np.shape(stat)}: expected one value per channel read, {raw.shape[1]}")
     need = float(np.prod(raw.shape)) * 4
     budget = memory_budget(device, max_memory_gb)
     if need <= budget:

@@ -1,7 +1,8 @@
 """Catalog-wide photo-z (``photoz predict``): every (fold, seed) model predicts, and their PDFs are averaged.
 
 The cutouts are read in blocks, so memory stays bounded whatever the size of the catalog; the workflow scatters
-the catalog over chunks and merges the chunk tables.
+the catalog over chunks and merges the chunk tables. A model trained on some of the survey's bands reads those
+channels of the cutouts, picked by name (``meta["bands"]`` of its checkpoints).
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, ou
     zgrid = ZGrid(**meta["zgrid"])
     dev = inference.pick_device(device)
     with h5py.File(cutouts, "r") as f:
-        bands = [str(b) for b in f.attrs["bands"]]
-        if bands != list(meta["bands"]) or int(f.attrs["size"]) != meta["image_size"]:
+        chan = inference.channel_index(meta["bands"], f.attrs["bands"], f"cutout file {cutouts}")
+        all_channels = chan == list(range(f["cubes"].shape[1]))
+        if int(f.attrs["size"]) != meta["image_size"]:
             raise ValueError(
-                f"{cutouts}: bands {bands} / size {int(f.attrs['size'])} do not match the models' "
-                f"{meta['bands']} / {meta['image_size']}"
+                f"{cutouts}: cutout size {int(f.attrs['size'])} does not match the models' {meta['image_size']}"
             )
         object_id = f["object_id"][()]
         coverage = f["coverage"][()]
@@ -55,6 +56,8 @@ def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, ou
         z_reg = np.zeros(len(object_id), np.float32)
         for start in plog.progress(range(0, len(object_id), BLOCK), total=-(-len(object_id) // BLOCK), desc="predict"):
             cubes = f["cubes"][start : start + BLOCK]
+            if not all_channels:
+                cubes = cubes[:, chan]
             for model, m in models:
                 p, r = inference.predict_batches(
                     model, cubes, ebv[start : start + BLOCK], m["norm_mean"], m["norm_std"], dev, zgrid.n_bins

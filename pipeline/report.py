@@ -1,7 +1,8 @@
 """A self-contained HTML report of the models' metrics, comparisons and figures (figures embedded as PNG).
 
-Model names are the file stems of the predictions and metrics files; comparison JSONs carry their own
-``baseline``/``candidate`` names. Run as ``photoz report`` or ``python -m pipeline.report``.
+Model names are the file stems of the predictions, metrics and modality-dropout files; comparison JSONs carry
+their own ``baseline``/``candidate`` names. The experiment figures (gain chart, modality dropout) are drawn by
+:mod:`pipeline.report_experiments`. Run as ``photoz report`` or ``python -m pipeline.report``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 import pipeline
 from pipeline import io, log
+from pipeline import report_experiments as exp
 from pipeline import report_figures as figs
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,54 @@ def _compare_table(comparisons: list[dict], alpha: float = 0.05) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _dropout_table(summary: pd.DataFrame) -> str:
+    head = (
+        "<tr><th>rank</th><th class=l>dropped modality</th><th>&sigma;<sub>MAD</sub> [10<sup>-3</sup>]</th>"
+        "<th>change vs nothing dropped</th><th>&eta; [%]</th><th>&lt;&Delta;z&gt; [10<sup>-3</sup>]</th><th>n</th></tr>"
+    )
+    rows = []
+    for r in summary.itertuples():
+        change = "-" if r.dropped == exp.NONE or not np.isfinite(r.change) else f"{100 * r.change:+.1f}%"
+        rows.append(
+            f"<tr><td>{r.rank or '-'}</td><td class=l>{escape(r.dropped)}</td><td>{_fmt(r.sigma_mad, 1e3)}</td>"
+            f"<td>{change}</td><td>{_fmt(r.outlier_fraction, 100)}</td><td>{_fmt(r.bias, 1e3)}</td><td>{r.n}</td></tr>"
+        )
+    return f"<table class=dropout>{head}{''.join(rows)}</table>"
+
+
+def _outlier_threshold(model: str, metrics: dict[str, dict], config_text: str | None) -> float:
+    """The model's metrics threshold, else any metrics', else the config's evaluation.outlier_threshold, else 0.15."""
+    for m in ([metrics[model]] if model in metrics else []) + list(metrics.values()):
+        if m.get("outlier_threshold") is not None:
+            return float(m["outlier_threshold"])
+    try:
+        return float(yaml.safe_load(config_text or "")["evaluation"]["outlier_threshold"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        logger.warning("no outlier threshold in the metrics or the config: 0.15 for %s", model)
+        return 0.15
+
+
+def _dropout_section(dropout: dict[str, pd.DataFrame], metrics: dict[str, dict], config_text: str | None) -> list:
+    parts = ["<h2>Modality dropout</h2>"]
+    parts.append(
+        "<p>Each model tested with one modality dropped at a time (paper Sec. 7.4, Fig. 10). Left: &sigma;<sub>MAD"
+        "</sub> in 8 equal-count z<sub>spec</sub> bins (the bins of the rows with nothing dropped); 2-band modalities "
+        "coloured, single-band ones grey; dash-dot: nothing dropped and the report's other models; grey histogram: "
+        "z<sub>spec</sub>. Right: overall &sigma;<sub>MAD</sub> per dropped modality, ranked.</p>"
+    )
+    for model, df in dropout.items():
+        threshold = _outlier_threshold(model, metrics, config_text)
+        references = {n: m for n, m in metrics.items() if n != model}
+        parts.append(f"<h3>{escape(model)}</h3>")
+        parts.append(_img(exp.dropout_chart(model, df, threshold, references), f"modality dropout {model}"))
+        parts.append(_dropout_table(exp.dropout_summary(df, threshold)))
+        parts.append(
+            f"<p>Ranked by overall &sigma;<sub>MAD</sub>, worst (most useful modality) first; &eta;: |&Delta;z| "
+            f"&ge; {threshold:g}; {df['object_id'].nunique()} objects.</p>"
+        )
+    return parts
+
+
 def _versions() -> dict:
     v = {"python": platform.python_version(), "numpy": np.__version__, "pipeline": pipeline.__version__}
     try:
@@ -106,6 +157,7 @@ def render_report(
     comparisons: list[dict],
     config_text: str | None = None,
     mag_column: str | None = None,
+    dropout: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """Build the report page.
 
@@ -118,9 +170,13 @@ def render_report(
     comparisons : list of dict
         Results of :func:`pipeline.bootstrap.paired_bootstrap` with ``baseline``/``candidate`` names.
     config_text : str, optional
-        The configuration YAML, shown verbatim (escaped).
+        The configuration YAML, shown verbatim (escaped); its ``evaluation.compare`` entries give the order and the
+        ``label`` of the pairs in the gain chart.
     mag_column : str, optional
         Magnitude column for the grey histogram; defaults to the one named in the metrics.
+    dropout : dict, optional
+        Model name to its modality-dropout predictions (long format: ``object_id``, ``z_spec``, ``fold``,
+        ``dropped`` = "none" or a modality name, ``z_phot``).
 
     Returns
     -------
@@ -145,6 +201,15 @@ def render_report(
             "<p>G(M) = (|M<sub>A</sub>| - |M<sub>B</sub>|)/|M<sub>A</sub>|; p = fraction of resamples with "
             "(&delta;<sub>boot</sub> - &delta;) &ge; &delta; (paper eq. D.3); green: p &lt; 0.05.</p>"
         )
+        parts.append("<h2>Gain of each candidate over its baseline</h2>")
+        parts.append(_img(exp.gain_chart(exp.ordered_pairs(comparisons, config_text)), "gain chart"))
+        parts.append(
+            "<p>Bars: G(M) = (|M<sub>A</sub>| - |M<sub>B</sub>|)/|M<sub>A</sub>| in % for &sigma;<sub>MAD</sub> and "
+            "&eta; (paper Figs. 6-8), positive when the candidate B is better; error bars: bootstrap standard "
+            "deviation of &delta; divided by |M<sub>A</sub>|; solid with a star: p &lt; 0.05, hatched: not "
+            "significant. Last panel: &sigma;<sub>MAD</sub> of A and B per pair. Pairs in the order of the config's "
+            "evaluation.compare, named by its label, else &laquo;candidate vs baseline&raquo;.</p>"
+        )
     first = next(iter(predictions.values()), None)
     if metrics:
         mag_column = mag_column or next((m["mag_column"] for m in metrics.values() if "mag_column" in m), None)
@@ -156,6 +221,8 @@ def render_report(
         parts.append("<h2>&sigma;<sub>MAD</sub> against magnitude and redshift</h2>")
         parts.append("<p>Equal-count bins; error bars: standard deviation between folds; dashed: overall.</p>")
         parts.append(_img(figs.sigma_mad_binned(metrics, values), "sigma_MAD binned"))
+    if dropout:
+        parts += _dropout_section(dropout, metrics, config_text)
     if predictions:
         parts.append("<h2>z<sub>phot</sub> against z<sub>spec</sub></h2>")
         for name, df in predictions.items():
@@ -193,6 +260,7 @@ def main(argv=None) -> None:
     parser.add_argument("--predictions", nargs="*", default=[], help="predictions Parquet files")
     parser.add_argument("--metrics", nargs="*", default=[], help="metrics JSON files")
     parser.add_argument("--compare", nargs="*", default=[], help="comparison JSON files")
+    parser.add_argument("--dropout", nargs="*", default=[], help="modality-dropout predictions Parquet files")
     parser.add_argument("--config", default=None, help="configuration YAML to show")
     parser.add_argument("--out", required=True, help="HTML page to write")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -201,8 +269,9 @@ def main(argv=None) -> None:
     predictions = {_stem(p): pd.read_parquet(_need(p)) for p in args.predictions}
     metrics = {_stem(p): io.read_json(_need(p)) for p in args.metrics}
     comparisons = [io.read_json(_need(p)) for p in args.compare]
+    dropout = {_stem(p): exp.check_dropout(pd.read_parquet(_need(p)), str(p)) for p in args.dropout}
     config_text = _need(args.config).read_text() if args.config else None
-    page = render_report(predictions, metrics, comparisons, config_text)
+    page = render_report(predictions, metrics, comparisons, config_text, dropout=dropout)
     with io.atomic_path(args.out) as tmp:
         tmp.write_text(page)
     logger.info("report written to %s", args.out)

@@ -5,6 +5,10 @@ end ``model.pt`` (final weights with their resolved config and code version) and
 fold's PDFs and regression estimates). A job killed at any moment and started again resumes from its last
 checkpoint; on the CPU the final weights equal those of an uninterrupted run, because every random draw of an
 epoch (shuffle, augmentation, dropout) is seeded from (seed, fold, epoch).
+
+A model entry may restrict the input to some of the datacube's bands (``bands``, taken in the datacube's order)
+and the training to a fraction of the training folds (``train_fraction``, the same nested subset for every model
+and seed of a fold); the test fold is always whole.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from pipeline.zgrid import ZGrid
 log = logging.getLogger("pipeline.train")
 
 # beyond the model's identity, what a checkpoint must share with this run to be resumed from
-RESUME_KEYS = ("fold", "seed", "training", "norm_mean", "tag")
+RESUME_KEYS = ("fold", "seed", "training", "norm_mean", "train_fraction", "tag")
+
+# seeds the one permutation of a fold's training objects that every train_fraction subset is a prefix of
+FRACTION_SEED = 104729
 
 
 def sigma_mad(z_phot, z_spec) -> float:
@@ -61,6 +68,31 @@ def split_inner(train_idx: np.ndarray, val_fraction: float, seed: int, fold: int
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def fraction_subset(train_idx: np.ndarray, fraction: float, fold: int) -> np.ndarray:
+    """The training objects a model with ``train_fraction`` uses: the first ``round(fraction * n)`` of one fixed
+    permutation of the fold's training objects, sorted.
+
+    The permutation depends on the fold alone (not on the model or the seed), so at a given fold every model and
+    seed trains on the same objects, and a smaller fraction's subset lies inside a larger one's.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
+    perm = np.random.default_rng([fold, FRACTION_SEED]).permutation(np.sort(np.asarray(train_idx, dtype=np.int64)))
+    return np.sort(perm[: int(round(fraction * len(perm)))])
+
+
+def model_bands(spec: dict, cube_bands, model_name: str) -> list[str]:
+    """The bands a model reads: its ``bands`` in the datacube's (wavelength) order, or all the datacube's bands."""
+    cube_bands = [str(b) for b in cube_bands]
+    wanted = spec.get("bands")
+    if wanted is None:
+        return cube_bands
+    unknown = [b for b in wanted if b not in cube_bands]
+    if unknown:
+        raise ValueError(f"models.{model_name}.bands: {unknown} not among the datacube's bands {cube_bands}")
+    return [b for b in cube_bands if b in wanted]
+
+
 class Run:
     """Everything one (model, fold, seed) training job holds; built from the config and the datacube."""
 
@@ -75,32 +107,43 @@ class Run:
         if not 0 <= fold < n_folds:
             raise ValueError(f"fold {fold} out of range: the datacube has {n_folds} folds")
         spec = cfg["models"][model_name]
+        cube_bands = data["attrs"]["bands"]
+        bands = model_bands(spec, cube_bands, model_name)
+        chan = inference.channel_index(bands, cube_bands, f"datacube {cube_path}")
+        fraction = float(spec.get("train_fraction", 1.0))
+        mean, std = data["norm_mean"][fold][chan], data["norm_std"][fold][chan]
         self.meta = {
             "model": model_name,
             "arch": spec["arch"],
             "options": dict(spec.get("options", {})),
-            "bands": data["attrs"]["bands"],
+            "bands": bands,
             "image_size": int(data["attrs"]["size"]),
             "zgrid": self.zgrid.as_dict(),
             "fold": fold,
             "seed": seed,
             "training": self.tcfg,
+            "train_fraction": fraction,
             "code_version": inference.code_version(),
-            "norm_mean": data["norm_mean"][fold].tolist(),
-            "norm_std": data["norm_std"][fold].tolist(),
+            "norm_mean": mean.tolist(),
+            "norm_std": std.tolist(),
         }
         self.device = inference.pick_device(self.tcfg["device"])
         self.data = data
         is_test = data["fold"] == fold
         self.test_idx = np.flatnonzero(is_test)
-        self.train_idx, self.val_idx = split_inner(np.flatnonzero(~is_test), self.tcfg["val_fraction"], seed, fold)
+        n_folds_train = int((~is_test).sum())
+        pool = fraction_subset(np.flatnonzero(~is_test), fraction, fold)
+        self.train_idx, self.val_idx = split_inner(pool, self.tcfg["val_fraction"], seed, fold)
         if len(self.train_idx) == 0 or len(self.test_idx) == 0:
             raise ValueError(f"fold {fold}: {len(self.train_idx)} training and {len(self.test_idx)} test objects")
+        log.info(
+            "bands %s; train_fraction %g: %d of the %d objects of the training folds (%d train + %d validation)",
+            ",".join(bands), fraction, len(pool), n_folds_train, len(self.train_idx), len(self.val_idx),
+        )  # fmt: skip
         # standardised once on the device when the cube fits the memory budget (batches are index gathers there),
         # else read batch by batch from the file; the batches are the same either way
-        self.cubes = loader.open_cubes(
-            cube_path, data["norm_mean"][fold], data["norm_std"][fold], self.device, max_memory_gb
-        )
+        channels = None if bands == cube_bands else chan
+        self.cubes = loader.open_cubes(cube_path, mean, std, self.device, max_memory_gb, channels=channels)
         self.ebv = torch.from_numpy(data["ebv"].astype(np.float32)).to(self.device)
         self.z = torch.from_numpy(data["z_spec"].astype(np.float32)).to(self.device)
         self.label = torch.from_numpy(self.zgrid.bin_index(data["z_spec"])).to(self.device)

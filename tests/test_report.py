@@ -62,7 +62,8 @@ def test_report_two_models_with_comparison_and_config(tmp_path):
     m = io.read_json(tmp_path / "baseline.json")
     assert f"{m['sigma_mad'] * 1e3:.2f}" in html and f"{m['outlier_fraction'] * 100:.2f}" in html
     assert "multimodal" in html and "p-value" in html and "Bootstrap distributions" in html
-    assert html.count('src="data:image/png;base64,') == 1 + 2 + 2 + 3
+    # sigma_MAD binned, gain chart, 2 densities, 2 PIT, 3 bootstrap panels
+    assert html.count('src="data:image/png;base64,') == 1 + 1 + 2 + 2 + 3
     assert "<script>" not in html and "&lt;script&gt;" in html and "base&lt;line&gt;" in html
     assert "numpy" in html and "python" in html
 

@@ -21,6 +21,8 @@ MODELS = list(config["models"])
 FOLDS = list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
 PAIRS = [(p["baseline"], p["candidate"]) for p in config["evaluation"]["compare"]]
+# models trained with modality dropout (paper Sec. 7.4): each gets the test-time drop of one modality at a time
+DROP_MODELS = [m for m, spec in config["models"].items() if (spec.get("options") or {}).get("modality_dropout", 0) > 0]
 STEP = f"{workflow.basedir}/workflow/scripts/run_step.py"
 
 

@@ -1,4 +1,5 @@
-# Metrics per model, the paired bootstrap per pair, and the report.
+# Metrics per model, the paired bootstrap per pair, the test-time modality drop of dropout-trained models, and the
+# report.
 
 
 rule evaluate:
@@ -67,11 +68,44 @@ rule compare:
         STEP
 
 
+rule drop_test:
+    input:
+        runs=lambda wc: model_runs(wc, "model.pt"),
+        cube=rules.pack.output.cube,
+    output:
+        f"{R}/metrics/dropout/{{model}}.parquet",
+    log:
+        "logs/drop_test/{model}.log",
+    conda:
+        "../../envs/photoz.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        cpus_per_task=lambda wc, threads: threads,
+    params:
+        step="drop-test",
+        argv=lambda wc, input, output, threads: [
+            "--runs",
+            *input.runs,
+            "--datacube",
+            input.cube,
+            "--out",
+            output[0],
+            "--threads",
+            threads,
+        ],
+        code=code_hash("drop_test", "inference", "nn", "pdf", "loader", "datacube"),
+    script:
+        STEP
+
+
 rule report:
     input:
         predictions=expand(rules.ensemble.output.predictions, model=MODELS),
         metrics=expand(rules.evaluate.output[0], model=MODELS),
         compare=[f"{R}/metrics/compare/{a}--{b}.json" for a, b in PAIRS],
+        dropout=expand(rules.drop_test.output[0], model=DROP_MODELS),
         cfg=f"{R}/config/report.yaml",
     output:
         f"{R}/report/index.html",
@@ -91,11 +125,12 @@ rule report:
             *input.metrics,
             "--compare",
             *input.compare,
+            *(["--dropout", *input.dropout] if input.dropout else []),
             "--config",
             input.cfg,
             "--out",
             output[0],
         ],
-        code=code_hash("report", "report_figures"),
+        code=code_hash("report", "report_figures", "report_experiments"),
     script:
         STEP

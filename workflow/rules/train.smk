@@ -1,6 +1,6 @@
 # One job per (model, fold, seed), then the ensemble of each model.
 
-TRAIN_CODE = code_hash("train", "inference", "nn", "preprocess", "pdf", "zgrid", "datacube")
+TRAIN_CODE = code_hash("train", "inference", "nn", "preprocess", "pdf", "zgrid", "datacube", "loader")
 
 
 rule train:
