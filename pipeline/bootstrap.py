@@ -46,7 +46,7 @@ def _resample(seed: int, k: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, k]).integers(0, n, size=n)
 
 
-def _paired_bootstrap_direct(dz_a, dz_b, n_boot, seed, threshold, workers: int = 1) -> np.ndarray:
+def _paired_bootstrap_direct(dz_a, dz_b, n_boot, seed, threshold) -> np.ndarray:
     """Reference bootstrap: ``delta_boot`` (n_boot, 3) from explicit resampled arrays."""
     n = len(dz_a)
     out = np.empty((n_boot, 3))
@@ -171,7 +171,14 @@ def _fast_block(ks, a, b, order_b, dz_a, dz_b, seed, out) -> None:
 
 
 def paired_bootstrap(
-    z_spec, zphot_a, zphot_b, n_boot: int = 10000, seed: int = 0, outlier_threshold: float = 0.15, method="fast"
+    z_spec,
+    zphot_a,
+    zphot_b,
+    n_boot: int = 10000,
+    seed: int = 0,
+    outlier_threshold: float = 0.15,
+    method="fast",
+    threads: int | None = None,
 ) -> dict:
     """Paired bootstrap test of model B (candidate) against model A (baseline), paper Appendix D.
 
@@ -187,6 +194,9 @@ def paired_bootstrap(
         |dz| at or above which an object is an outlier.
     method : {"fast", "direct"}
         Implementation; both consume the same random stream and give the same p-values.
+    threads : int, optional
+        Worker threads of the fast method (default: the cores this process may use); the result does not depend
+        on it.
 
     Returns
     -------
@@ -203,8 +213,12 @@ def paired_bootstrap(
     # Relabelling the objects changes no statistic; sorting by dz_a lets the fast path use indices as ranks.
     order = np.argsort(dz_a, kind="stable")
     dz_a, dz_b = dz_a[order], dz_b[order]
-    impl = {"fast": _paired_bootstrap_fast, "direct": _paired_bootstrap_direct}[method]
-    boot = impl(dz_a, dz_b, n_boot, seed, outlier_threshold)
+    if method == "fast":
+        boot = _paired_bootstrap_fast(dz_a, dz_b, n_boot, seed, outlier_threshold, workers=threads)
+    elif method == "direct":
+        boot = _paired_bootstrap_direct(dz_a, dz_b, n_boot, seed, outlier_threshold)
+    else:
+        raise ValueError(f"unknown method {method!r}: valid are 'fast', 'direct'")
     m_a, m_b = _metrics_of(dz_a, outlier_threshold), _metrics_of(dz_b, outlier_threshold)
     result = {
         "n_shared": int(len(dz_a)),
@@ -264,6 +278,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--outlier-threshold", type=float, default=0.15)
     parser.add_argument("--method", choices=("fast", "direct"), default="fast")
+    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: the usable cores)")
     parser.add_argument("--out", required=True, help="comparison JSON")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -276,7 +291,7 @@ def main(argv=None) -> None:
     logger.info("%d shared objects, K=%d", len(j), args.n_boot)
     result = paired_bootstrap(
         j["z_spec"].to_numpy(), j["z_phot_a"].to_numpy(), j["z_phot_b"].to_numpy(),
-        args.n_boot, args.seed, args.outlier_threshold, method=args.method,
+        args.n_boot, args.seed, args.outlier_threshold, method=args.method, threads=args.threads,
     )  # fmt: skip
     result["baseline"] = paths["baseline"].name.removesuffix(".parquet")
     result["candidate"] = paths["candidate"].name.removesuffix(".parquet")

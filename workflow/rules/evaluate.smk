@@ -44,12 +44,14 @@ rule compare:
         "logs/compare/{baseline}--{candidate}.log",
     conda:
         "../../envs/photoz.yaml"
+    threads: 2
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+        cpus_per_task=lambda wc, threads: threads,
     params:
         step="compare",
-        argv=lambda wc, input, output: [
+        argv=lambda wc, input, output, threads: [
             "--baseline",
             input.baseline,
             "--candidate",
@@ -62,6 +64,8 @@ rule compare:
             config["evaluation"]["seed"],
             "--outlier-threshold",
             config["evaluation"]["outlier_threshold"],
+            "--threads",
+            threads,
         ],
         code=code_hash("bootstrap"),
     script:
