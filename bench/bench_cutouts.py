@@ -65,16 +65,14 @@ def _exact_lanczos(images, bands, ra, dec, size):
     """Our Lanczos-3 kernel with the exact WCS at every output pixel, source by source: (N, n_bands, S, S)."""
     from pipeline import resample
 
-    xi, eta = resample.tan_grid(size, SCALE)
+    grid = resample.ControlGrid(size, SCALE)
     out = np.zeros((len(ra), len(bands), size, size), dtype=np.float32)
     for i in range(len(ra)):
-        sra, sdec = resample.tan_to_sky([ra[i]], [dec[i]], xi, eta)
         for b, band in enumerate(bands):
             data, wcs = images[band]
-            x, y = wcs.all_world2pix(sra.ravel(), sdec.ravel(), 0)
-            x, y = x.reshape(sra.shape), y.reshape(sra.shape)
+            x, y, area = grid.exact_map(wcs, ra[i : i + 1], dec[i : i + 1])
             values, _ = resample._interpolate_reference(data, x, y, "lanczos3")
-            out[i, b] = (values * resample.area_ratio(x, y))[0]
+            out[i, b] = (values * area)[0]
     return out
 
 

@@ -44,8 +44,7 @@ from pipeline.train import augment, regression_loss
 def make_store(path: Path, n: int, n_bands: int, size: int) -> None:
     bands = sort_bands(BANDS[n_bands])
     rng = np.random.default_rng(0)
-    with datacube.io.atomic_path(path) as tmp, datacube.io.atomic_path(datacube.cubes_parquet_path(path)) as ptmp:
-        writer = datacube._StoreWriter(tmp, ptmp, bands, size)
+    with datacube.store_writer(path, bands, size) as writer:
         for start in range(0, n, datacube.ROW_GROUP_OBJECTS):
             m = min(datacube.ROW_GROUP_OBJECTS, n - start)
             block = rng.standard_normal((m, n_bands, size, size), dtype=np.float32)

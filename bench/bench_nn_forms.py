@@ -17,6 +17,7 @@ import time
 import torch
 
 from pipeline.nn import build_model
+from pipeline.train import regression_loss
 
 BANDS = list("ugrizyjhk")
 N_BINS, SIZE, BATCH = 180, 64, 32
@@ -32,7 +33,7 @@ def step_time(model, x, ebv, y, z, warmup: int, repeats: int) -> float:
         sync()
         t0 = time.perf_counter()
         logits, zr = model(x, ebv)
-        loss = torch.nn.functional.cross_entropy(logits, y) + (zr - z).abs().mean()
+        loss = torch.nn.functional.cross_entropy(logits, y) + regression_loss(zr, z, "mae")
         model.zero_grad(set_to_none=True)
         loss.backward()
         sync()

@@ -11,6 +11,7 @@ Surveys that do not exist yet are simulated first (HSC 2000 sources, the SDSS de
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from astropy.wcs import WCS  # noqa: E402
 
 from pipeline.sim.presets import get_preset  # noqa: E402
 from pipeline.sim.sed import ColourGrid, bulge_to_total  # noqa: E402
-from pipeline.simulate import simulate_survey  # noqa: E402
+from pipeline.simulate import _colour_grid, simulate_survey  # noqa: E402
 
 BOX_ARCSEC = 8.0
 
@@ -39,13 +40,21 @@ def _ensure(path: Path, cfg: dict) -> Path:
     return path
 
 
-def _cutout(survey: Path, band: str, ra: float, dec: float):
-    """(image, extent in arcsec) of the box around (ra, dec) from the first tile holding it, or None."""
-    half = BOX_ARCSEC / 2
+@functools.cache
+def _band_tiles(survey: Path, band: str) -> list:
+    """(header, image, WCS) of every tile of a band, read once."""
+    tiles = []
     for path in sorted((survey / "mosaics" / band).glob("tile-*.fits")):
         with fits.open(path) as hdul:
             header, data = hdul[0].header, hdul[0].data.astype(float)
-        wcs = WCS(header)
+        tiles.append((header, data, WCS(header)))
+    return tiles
+
+
+def _cutout(survey: Path, band: str, ra: float, dec: float):
+    """(image, extent in arcsec) of the box around (ra, dec) from the first tile holding it, or None."""
+    half = BOX_ARCSEC / 2
+    for header, data, wcs in _band_tiles(survey, band):
         x, y = wcs.all_world2pix(ra, dec, 0)
         r = int(np.ceil(half / header["PIXSCALE"])) + 1
         ix, iy = int(np.round(x)), int(np.round(y))
@@ -98,20 +107,26 @@ def _tracks(ax, grid: ColourGrid, ref: str, b1: str, b2: str, zmax: float):
         ax.plot(z, m[:, k1] - m[:, k2], color=colour, lw=2, label=f"template t={t:.0f}")
 
 
+@functools.cache
+def _galaxies(survey: Path) -> tuple[pd.DataFrame, dict]:
+    """The galaxies of a simulated survey and its extinction coefficients, read once."""
+    df = pd.read_parquet(survey / "sources.parquet")
+    coef = json.loads((survey / "survey.json").read_text())["extinction_r_coefficients"]
+    return df[~df["is_star"]], coef
+
+
 def colour_tracks(sdss: Path, hsc: Path, out: Path) -> None:
     panels = [(sdss, "sdss", "u", "g", 0.45), (sdss, "sdss", "g", "r", 0.45), (sdss, "sdss", "r", "i", 0.45),
               (hsc, "hsc", "g", "i", 2.0), (hsc, "hsc", "i", "J", 2.0), (hsc, "hsc", "J", "Ks", 2.0)]  # fmt: skip
     fig, axes = plt.subplots(2, 3, figsize=(14, 8), layout="constrained")
     for ax, (survey, name, b1, b2, zmax) in zip(axes.ravel(), panels, strict=True):
-        df = pd.read_parquet(survey / "sources.parquet")
-        g = df[~df["is_star"]]
+        g, coef = _galaxies(survey)
         # Colours corrected for Galactic extinction so that they compare with the templates'.
-        coef = json.loads((survey / "survey.json").read_text())["extinction_r_coefficients"]
         col = (g[f"mag_{b1}"] - coef[b1] * g["ebv"]) - (g[f"mag_{b2}"] - coef[b2] * g["ebv"])
         good = (g[f"magerr_{b1}"] < 0.15) & (g[f"magerr_{b2}"] < 0.15)
         sc = ax.scatter(g["z_true"][good], col[good], c=g["sed_type"][good], cmap="coolwarm_r", s=4, vmin=0, vmax=3)
         preset = get_preset(name)
-        _tracks(ax, ColourGrid(preset.filters), preset.ref_band, b1, b2, zmax)
+        _tracks(ax, _colour_grid(tuple(preset.filters.items())), preset.ref_band, b1, b2, zmax)
         ax.set_xlim(0, zmax)
         lo, hi = np.nanpercentile(col[good], [0.5, 99.5])
         ax.set_ylim(lo - 0.3, hi + 0.3)

@@ -31,7 +31,8 @@ def load_config(path, sections=None) -> dict:
     """Read a YAML config, validate it and fill in the defaults; raises :class:`ConfigError`.
 
     ``sections`` names the top-level keys a step needs: a file holding only those (as the workflow writes for each
-    step, see :func:`section_config`) is then validated against that part of the schema alone.
+    step, see :func:`section_config`) is then validated against that part of the schema alone; a file with more
+    (a whole config, given to a step by hand) is validated whole.
     """
     path = Path(path)
     if not path.exists():
@@ -39,6 +40,8 @@ def load_config(path, sections=None) -> dict:
     cfg = yaml.safe_load(path.read_text()) or {}
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: the config must be a mapping of keys, got {type(cfg).__name__}")
+    if sections is not None and not set(cfg) <= set(sections):
+        sections = None
     return validate_config(cfg, source=str(path), sections=sections)
 
 

@@ -86,15 +86,20 @@ def shard_of(sources: pd.DataFrame, n: int) -> np.ndarray:
     first = 0
     for s, k in enumerate(per_strip):
         members = by_dec[bounds[s] : bounds[s + 1]]
-        ra_s = np.sort(ra[members])
-        if ra_s.size:
-            gaps = np.diff(np.concatenate([ra_s, ra_s[:1] + 360.0]))
-            start = ra_s[(np.argmax(gaps) + 1) % ra_s.size]
-            members = members[np.lexsort((tie[members], (ra[members] - start) % 360.0))]
+        if members.size:
+            members = members[np.lexsort((tie[members], _ra_from_widest_gap(ra[members])))]
         for j, part in enumerate(np.array_split(members, k)):
             shard[part] = first + j
         first += k
     return shard
+
+
+def _ra_from_widest_gap(ra: np.ndarray) -> np.ndarray:
+    """RA (deg, in [0, 360), not empty) measured from the end of the widest gap between the values: a set that
+    crosses RA = 0 stays contiguous."""
+    ra_s = np.sort(ra)
+    gaps = np.diff(np.concatenate([ra_s, ra_s[:1] + 360.0]))
+    return (ra - ra_s[(np.argmax(gaps) + 1) % ra_s.size]) % 360.0
 
 
 @dataclass
@@ -181,10 +186,13 @@ def _release(tile: _Tile) -> None:
         tile.hdul = None
 
 
-def _candidates(tile: _Tile, ra: np.ndarray, dec: np.ndarray, reach_deg: float) -> np.ndarray:
-    """Indices of the sources whose cutout (of angular half-diagonal ``reach_deg``) can touch the tile."""
-    vec = unit_vectors(ra, dec)
-    near = np.flatnonzero(vec @ tile.centre >= math.cos(math.radians(min(tile.radius_deg + reach_deg, 179.0))))
+def _candidates(tile: _Tile, tree: cKDTree, ra: np.ndarray, dec: np.ndarray, reach_deg: float) -> np.ndarray:
+    """Indices of the sources whose cutout (of angular half-diagonal ``reach_deg``) can touch the tile.
+
+    ``tree`` holds the unit vectors of the sources at ``ra, dec``.
+    """
+    cone = chord(min(tile.radius_deg + reach_deg, 179.0) * 3600.0)
+    near = np.array(tree.query_ball_point(tile.centre, cone), dtype=np.int64)
     if near.size == 0:
         return near
     # The cone test is loose for long thin tiles: refine with the source position in tile pixels.
@@ -217,9 +225,7 @@ def sky_order(ra: np.ndarray, dec: np.ndarray, strip_deg: float) -> np.ndarray:
     ra = np.asarray(ra, dtype=float) % 360.0
     if ra.size == 0:
         return np.zeros(0, dtype=np.int64)
-    ra_s = np.sort(ra)
-    gaps = np.diff(np.concatenate([ra_s, ra_s[:1] + 360.0]))
-    ra = (ra - ra_s[(np.argmax(gaps) + 1) % ra_s.size]) % 360.0
+    ra = _ra_from_widest_gap(ra)
     strip = np.floor((np.asarray(dec, dtype=float) + 90.0) / strip_deg).astype(np.int64)
     along = np.where(strip % 2 == 0, ra, -ra)
     return np.lexsort((along, strip))
@@ -267,22 +273,26 @@ def _single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _iter_blocks(sources, band_files, bands, size, pixel_scale_arcsec, interpolation, background, block_size, info):
+def _read_tiles(band_files: dict[str, list[str]], bands: list[str]) -> dict[str, list[_Tile]]:
+    """The header of every tile (no pixels), per band in the order of ``bands``."""
+    return {band: [_read_tile(path) for path in band_files[band]] for band in bands}
+
+
+def _iter_blocks(sources, tiles, size, pixel_scale_arcsec, interpolation, background, block_size, info):
     """Yield ``(rows, cubes, coverage)`` per block of sky-adjacent sources; ``rows`` index ``sources``.
 
-    Every tile header is read once up front; a tile's pixels are opened (memory-mapped, or decompressed) when the
-    first block that needs them comes and released after the last one, so each file is opened once and memory is
-    bounded by a block's cubes plus the tiles that the current stretch of sky touches. ``info`` receives
-    ``units``, ``n_outside`` and ``opened`` (pixel opens per file).
+    ``tiles`` come from :func:`_read_tiles`; a tile's pixels are opened (memory-mapped, or decompressed) when the
+    first block that needs them comes and released after the last one, so each file is opened once (counted in
+    ``_Tile.opened``) and memory is bounded by a block's cubes plus the tiles that the current stretch of sky
+    touches. ``info`` receives ``n_outside``.
     """
     from pipeline.log import progress
 
+    bands = list(tiles)
     ra = np.asarray(sources["ra"], dtype=float)
     dec = np.asarray(sources["dec"], dtype=float)
     ids = np.asarray(sources["object_id"])
     n_src = len(sources)
-    tiles = {band: [_read_tile(path) for path in band_files[band]] for band in bands}
-    info["units"] = {band: tiles[band][0].unit for band in bands}
     info["n_outside"] = 0
     grid = resample.ControlGrid(size, pixel_scale_arcsec)
     reach = math.sqrt(2.0) * size / 2.0 * pixel_scale_arcsec / 3600.0
@@ -293,16 +303,12 @@ def _iter_blocks(sources, band_files, bands, size, pixel_scale_arcsec, interpola
     # positions k * block_size .. (k + 1) * block_size - 1.
     position = np.empty(n_src, dtype=np.int64)
     position[order] = np.arange(n_src)
-    tree = cKDTree(unit_vectors(ra, dec)) if n_src else None
-    cands = {}
-    for band in bands:
-        for t, tile in enumerate(tiles[band]):
-            if tree is None:
-                cands[band, t] = np.zeros(0, dtype=np.int64)
-                continue
-            near = np.array(tree.query_ball_point(tile.centre, chord((tile.radius_deg + reach) * 3600.0)), dtype=int)
-            hit = near[_candidates(tile, ra[near], dec[near], reach)] if near.size else near
-            cands[band, t] = np.sort(position[hit])
+    tree = cKDTree(unit_vectors(ra, dec))
+    cands = {
+        (band, t): np.sort(position[_candidates(tile, tree, ra, dec, reach)])
+        for band in bands
+        for t, tile in enumerate(tiles[band])
+    }
     with contextlib.ExitStack() as stack:
         stack.enter_context(_single_threaded_blas())
         stack.callback(lambda: [_release(tile) for ts in tiles.values() for tile in ts])
@@ -312,6 +318,7 @@ def _iter_blocks(sources, band_files, bands, size, pixel_scale_arcsec, interpola
             cubes = np.zeros((n, len(bands), size, size), dtype=np.float32)
             valid = np.zeros((n, len(bands), size, size), dtype=bool)
             for b, band in enumerate(bands):
+                cube_b, valid_b = cubes[:, b], valid[:, b]
                 best = np.full((n, size, size), -np.inf, dtype=np.float32)
                 for t, tile in enumerate(tiles[band]):
                     pos = cands[band, t]
@@ -324,7 +331,6 @@ def _iter_blocks(sources, band_files, bands, size, pixel_scale_arcsec, interpola
                     for start in range(0, idx.size, BATCH):
                         sel = idx[start : start + BATCH]
                         src = rows[sel]
-                        cube_b, valid_b = cubes[:, b], valid[:, b]
                         _resample_batch(tile, grid, ra[src], dec[src], interpolation, sel, cube_b, valid_b, best)
                     if hi == len(pos):  # the tile's last block
                         _release(tile)
@@ -338,7 +344,6 @@ def _iter_blocks(sources, band_files, bands, size, pixel_scale_arcsec, interpola
                 shown = info.setdefault("outside_ids", [])
                 shown.extend(ids[rows[outside]][: max(0, 5 - len(shown))])
             yield rows, cubes, coverage
-    info["opened"] = {t.path: t.opened for ts in tiles.values() for t in ts}
     if info["n_outside"]:
         shown = ", ".join(map(str, info["outside_ids"])) + (", ..." if info["n_outside"] > 5 else "")
         log.warning(
@@ -393,13 +398,12 @@ def extract_cutouts(
         per band (None where absent). Rows are in the order of ``sources``.
     """
     bands, sources = _check_arguments(sources, band_files, size, pixel_scale_arcsec, interpolation, background, shard)
+    tiles = _read_tiles(band_files, bands)
     n_src = len(sources)
     cubes = np.zeros((n_src, len(bands), size, size), dtype=np.float32)
     coverage = np.zeros((n_src, len(bands)), dtype=np.float32)
     info: dict = {}
-    blocks = _iter_blocks(
-        sources, band_files, bands, size, pixel_scale_arcsec, interpolation, background, block_size, info
-    )
+    blocks = _iter_blocks(sources, tiles, size, pixel_scale_arcsec, interpolation, background, block_size, info)
     for rows, block, cov in blocks:
         cubes[rows] = block
         coverage[rows] = cov
@@ -409,7 +413,7 @@ def extract_cutouts(
         "coverage": coverage,
         "bands": bands,
         "n_outside": info["n_outside"],
-        "units": info["units"],
+        "units": {band: ts[0].unit for band, ts in tiles.items()},
     }
 
 
@@ -436,48 +440,26 @@ def extract_to_hdf5(
     dict
         ``n`` (cutouts written), ``bands``, ``n_outside``, ``units``, ``opened`` (pixel opens per file: 1 or 0).
     """
-    import h5py
-
-    from pipeline.io import atomic_path
-
     bands, sources = _check_arguments(sources, band_files, size, pixel_scale_arcsec, interpolation, background, shard)
-    n_src, nb = len(sources), len(bands)
-    ids = np.asarray(sources["object_id"], dtype=np.int64)
-    info: dict = {}
+    tiles = _read_tiles(band_files, bands)
+    units = {band: ts[0].unit for band, ts in tiles.items()}
     meta = {
-        "size": size,
         "pixel_scale_arcsec": pixel_scale_arcsec,
         "interpolation": interpolation,
         "background": background,
-        "flux_convention": FLUX_CONVENTION,
+        "units": _units_attr(units),
+        **(attrs or {}),
     }
-    meta.update(attrs or {})
-    meta["bands"] = list(bands)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            chunks = (max(1, min(n_src, CHUNK)), nb, size, size) if n_src else None
-            d_cubes = h5.create_dataset("cubes", shape=(n_src, nb, size, size), dtype=np.float32, chunks=chunks)
-            d_ids = h5.create_dataset("object_id", shape=(n_src,), dtype=np.int64)
-            d_cov = h5.create_dataset("coverage", shape=(n_src, nb), dtype=np.float32)
-            at = 0
-            blocks = _iter_blocks(
-                sources, band_files, bands, size, pixel_scale_arcsec, interpolation, background, block_size, info
-            )
-            for rows, block, cov in blocks:
-                d_cubes[at : at + len(rows)] = block
-                d_ids[at : at + len(rows)] = ids[rows]
-                d_cov[at : at + len(rows)] = cov
-                at += len(rows)
-            if "units" not in meta:
-                meta["units"] = _units_attr(info.get("units", {}))
-            for key, value in meta.items():
-                h5.attrs[key] = value if value is not None else ""
+    ids = np.asarray(sources["object_id"], dtype=np.int64)
+    info: dict = {}
+    blocks = _iter_blocks(sources, tiles, size, pixel_scale_arcsec, interpolation, background, block_size, info)
+    _write_hdf5(path, len(sources), bands, size, meta, ((ids[rows], block, cov) for rows, block, cov in blocks))
     return {
-        "n": n_src,
+        "n": len(sources),
         "bands": bands,
-        "n_outside": info.get("n_outside", 0),
-        "units": info.get("units", {}),
-        "opened": info.get("opened", {}),
+        "n_outside": info["n_outside"],
+        "units": units,
+        "opened": {t.path: t.opened for ts in tiles.values() for t in ts},
     }
 
 
@@ -488,12 +470,10 @@ def _resample_batch(tile, grid, ra, dec, method, sel, cube, valid, best) -> None
     source whose fit misses the exact map at the check points by more than ``MAX_FIT_ERROR_PX`` (a WCS that is not
     smooth over the cutout) is mapped exactly, pixel by pixel.
     """
-    sra, sdec = grid.sky(ra, dec)
-    px, py = tile.wcs.all_world2pix(sra.ravel(), sdec.ravel(), 0, quiet=True)
-    x, y, area, error = grid.expand(px.reshape(sra.shape), py.reshape(sra.shape))
+    x, y, area, error = grid.map(tile.wcs, ra, dec)
     exact = ~(error <= MAX_FIT_ERROR_PX)
     if exact.any():
-        x[exact], y[exact], area[exact] = _exact_map(tile, ra[exact], dec[exact], grid)
+        x[exact], y[exact], area[exact] = grid.exact_map(tile.wcs, ra[exact], dec[exact])
     values, ok = resample.interpolate(tile.data, x, y, method)
     ny, nx = tile.shape
     dist = resample.edge_distance(x, y, nx, ny).astype(np.float32)
@@ -508,16 +488,6 @@ def _resample_batch(tile, grid, ra, dec, method, sel, cube, valid, best) -> None
     cube[sel] = np.where(take, flux, cube[sel])
     valid[sel] |= take
     best[sel] = np.where(take, dist, prev)
-
-
-def _exact_map(tile, ra, dec, grid):
-    """Input positions and area ratios of every output pixel by the exact WCS (no fit): (B, S, S) each."""
-    xi, eta = resample.tan_grid(grid.size, grid.pixel_scale_arcsec)
-    sra, sdec = resample.tan_to_sky(ra, dec, xi, eta)
-    x, y = tile.wcs.all_world2pix(sra.ravel(), sdec.ravel(), 0, quiet=True)
-    x = x.reshape(sra.shape)
-    y = y.reshape(sra.shape)
-    return x, y, resample.area_ratio(x, y)
 
 
 def _subtract_background(cubes: np.ndarray, valid: np.ndarray, size: int) -> None:
@@ -541,23 +511,35 @@ def write_cutouts(result: dict, path, attrs: dict) -> None:
     everything in ``attrs`` (``pixel_scale_arcsec``, ``size``, ``interpolation``, ``background``, ``units``
     expected). ``flux_convention`` defaults to :data:`FLUX_CONVENTION` and ``size`` to the cube's side.
     """
+    cubes = np.asarray(result["cubes"], dtype=np.float32)
+    block = (np.asarray(result["object_id"], dtype=np.int64), cubes, np.asarray(result["coverage"], dtype=np.float32))
+    _write_hdf5(path, len(cubes), result["bands"], cubes.shape[2], attrs, [block])
+
+
+def _write_hdf5(path, n: int, bands, size: int, attrs: dict, blocks) -> None:
+    """Write the cutout file atomically, the layout of :func:`write_cutouts` and :func:`extract_to_hdf5`.
+
+    ``blocks`` yields ``(object_id, cubes, coverage)`` of consecutive rows, ``n`` in all; attributes are ``size``
+    and ``flux_convention`` (defaults), ``attrs`` and ``bands``.
+    """
     import h5py
 
     from pipeline.io import atomic_path
 
-    cubes = np.asarray(result["cubes"], dtype=np.float32)
-    n, nb, s = cubes.shape[:3]
-    meta = {"size": s, "flux_convention": FLUX_CONVENTION}
-    meta.update(attrs)
-    meta["bands"] = list(result["bands"])
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            chunks = (max(1, min(n, CHUNK)), nb, s, s) if n else None
-            h5.create_dataset("cubes", data=cubes, chunks=chunks)
-            h5.create_dataset("object_id", data=np.asarray(result["object_id"], dtype=np.int64))
-            h5.create_dataset("coverage", data=np.asarray(result["coverage"], dtype=np.float32))
-            for key, value in meta.items():
-                h5.attrs[key] = value if value is not None else ""
+    nb = len(bands)
+    meta = {"size": size, "flux_convention": FLUX_CONVENTION, **attrs, "bands": list(bands)}
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        chunks = (max(1, min(n, CHUNK)), nb, size, size) if n else None
+        d_cubes = h5.create_dataset("cubes", shape=(n, nb, size, size), dtype=np.float32, chunks=chunks)
+        d_ids = h5.create_dataset("object_id", shape=(n,), dtype=np.int64)
+        d_cov = h5.create_dataset("coverage", shape=(n, nb), dtype=np.float32)
+        at = 0
+        for ids, cubes, cov in blocks:
+            part = slice(at, at + len(ids))
+            d_cubes[part], d_ids[part], d_cov[part] = cubes, ids, cov
+            at += len(ids)
+        for key, value in meta.items():
+            h5.attrs[key] = value if value is not None else ""
 
 
 def _units_attr(units: dict) -> str:

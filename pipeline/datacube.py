@@ -15,6 +15,7 @@ The cubes are left uncompressed on purpose: noisy float32 pixels compress by 1.1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -111,6 +112,18 @@ class _StoreWriter:
             self.pq = None
 
 
+@contextlib.contextmanager
+def store_writer(out, bands, size: int):
+    """A :class:`_StoreWriter` of the store ``out`` and its cube Parquet, both written atomically: they take their
+    final names only when the block ends without error (after ``writer.finish``)."""
+    with io.atomic_path(out) as tmp, io.atomic_path(cubes_parquet_path(out)) as ptmp:
+        writer = _StoreWriter(tmp, ptmp, bands, size)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+
 def _shard_selection(shard: Path, wanted: set) -> tuple[np.ndarray, dict]:
     with h5py.File(shard, "r") as f:
         ids = f["object_id"][()]
@@ -153,35 +166,27 @@ def pack(
         raise ValueError("none of the training objects has a cutout: do the shards cover the training catalog?")
 
     catalog = training.set_index("object_id")
-    with io.atomic_path(out) as tmp, io.atomic_path(cubes_parquet_path(out)) as ptmp:
-        writer = _StoreWriter(tmp, ptmp, bands, size)
-        try:
-            n_low = 0
-            for path, sel, _ in selections:
-                if len(sel) == 0:
-                    continue
-                with h5py.File(path, "r") as src:
-                    ids = src["object_id"][()][sel]
-                    cov = src["coverage"][()][sel]
-                    good = passes_coverage(cov, min_coverage, allow_missing_bands)
-                    n_low += int((~good).sum())
-                    for start in range(0, int(good.sum()), ROW_GROUP_OBJECTS):
-                        rows = sel[good][start : start + ROW_GROUP_OBJECTS]
-                        # rows are sorted, which h5py requires
-                        writer.append(
-                            ids[good][start : start + ROW_GROUP_OBJECTS],
-                            src["cubes"][rows],
-                            cov[good][start : start + ROW_GROUP_OBJECTS],
-                        )
-            object_id = writer.object_id
-            if len(object_id) == 0:
-                raise ValueError(f"every training object has coverage below {min_coverage} in some band")
-            if n_low:
-                log.warning("dropped %d objects with coverage below %g in some band", n_low, min_coverage)
-            rows = catalog.loc[object_id].reset_index()
-            writer.finish(rows, n_folds, attrs)
-        finally:
-            writer.close()
+    with store_writer(out, bands, size) as writer:
+        n_low = 0
+        for path, sel, _ in selections:
+            if len(sel) == 0:
+                continue
+            with h5py.File(path, "r") as src:
+                cov = src["coverage"][()][sel]
+                good = passes_coverage(cov, min_coverage, allow_missing_bands)
+                n_low += int((~good).sum())
+                sel, cov = sel[good], cov[good]
+                ids = src["object_id"][()][sel]
+                for start in range(0, len(sel), ROW_GROUP_OBJECTS):
+                    block = slice(start, start + ROW_GROUP_OBJECTS)
+                    writer.append(ids[block], src["cubes"][sel[block]], cov[block])  # sel is sorted, as h5py needs
+        object_id = writer.object_id
+        if len(object_id) == 0:
+            raise ValueError(f"every training object has coverage below {min_coverage} in some band")
+        if n_low:
+            log.warning("dropped %d objects with coverage below %g in some band", n_low, min_coverage)
+        rows = catalog.loc[object_id].reset_index()
+        writer.finish(rows, n_folds, attrs)
     io.write_parquet(rows, out.with_suffix(".parquet"))
     log.info("packed %d objects (%d bands, %dx%d) into %s", len(rows), len(bands), size, size, out)
     return rows
@@ -197,13 +202,13 @@ def load(path, cubes: bool = True) -> dict:
     return data
 
 
-def read_cubes_parquet(path, columns=None) -> tuple[np.ndarray, np.ndarray, dict]:
+def read_cubes_parquet(path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read a cube Parquet back: ``object_id`` (N,), cubes float32 (N, n_bands, S, S) and its metadata.
 
     Reads the whole file (a fixed-size-list column is decoded by whole row groups, so it is no random-access
     format: train from the HDF5 store).
     """
-    table = pq.read_table(path, columns=columns)
+    table = pq.read_table(path)
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     shape = tuple(json.loads(meta["shape"]))
     cube = table.column("cube").combine_chunks()

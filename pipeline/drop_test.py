@@ -38,22 +38,6 @@ COLUMNS = ("object_id", "z_spec", "fold", "dropped", "z_phot")
 SAME = ("model", "arch", "options", "bands", "image_size", "zgrid")
 
 
-class Channels:
-    """A lazy (len, slice) view of some rows of a cube source, keeping the channels ``chans`` in that order."""
-
-    def __init__(self, source, idx, chans):
-        self.rows = loader.Rows(source, idx)
-        self.chans = list(chans)
-        self.all = self.chans == list(range(source.shape[1]))
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, sl: slice) -> np.ndarray:
-        x = self.rows[sl]
-        return x if self.all else np.ascontiguousarray(x[:, self.chans])
-
-
 def modality_names(meta: dict, path) -> list[str]:
     """The modality names of a checkpoint's model, in its order; an error for a model without modalities."""
     model = inference.build_from_meta(meta)
@@ -102,7 +86,7 @@ def drop_test(runs: list, cube_path, out, device: str = "auto") -> pd.DataFrame:
     chans = inference.channel_index(ref["bands"], cube_bands, f"datacube {cube_path}")
     if int(data["attrs"]["size"]) != int(ref["image_size"]):
         raise ValueError(f"{cube_path}: cutouts of {data['attrs']['size']} px, the models take {ref['image_size']}")
-    source = loader.file_source(cube_path)
+    source = loader.file_source(cube_path, channels=chans)
     log.info(
         "%s: %d fold(s), %d run(s), %d modalities %s", ref.get("model"), len(by_fold), len(runs), len(names), names
     )
@@ -118,7 +102,7 @@ def drop_test(runs: list, cube_path, out, device: str = "auto") -> pd.DataFrame:
         log.info("fold %d: %d test objects, %d seed(s), %d variants", fold, len(idx), len(members), len(variants))
         for start in range(0, len(idx), BLOCK):
             rows = idx[start : start + BLOCK]
-            cubes = Channels(source, rows, chans)[:]  # read once, predicted once per variant and seed
+            cubes = source.take(rows)  # read once, predicted once per variant and seed
             ebv = data["ebv"][rows]
             for v, name in enumerate(variants):
                 probs = []
@@ -136,7 +120,7 @@ def drop_test(runs: list, cube_path, out, device: str = "auto") -> pd.DataFrame:
         for v, name in enumerate(variants):
             sm = metrics.sigma_mad(metrics.delta_z(z_phot[v], z_spec))
             log.debug("fold %d, dropped %s: sigma_MAD %.4f", fold, name, sm)
-        parts.append((data["object_id"][idx], z_spec, idx, z_phot, fold))
+        parts.append((data["object_id"][idx], z_spec, z_phot, fold))
         del members
     table = assemble(parts, variants)
     write(table, out, names)
@@ -148,13 +132,14 @@ def drop_test(runs: list, cube_path, out, device: str = "auto") -> pd.DataFrame:
 
 
 def assemble(parts: list, variants: list[str]) -> pd.DataFrame:
-    """The long table: variants in order, then objects by id."""
+    """The long table from per-fold ``(object_id, z_spec, z_phot[variant, object], fold)``: variants in order, then
+    objects by id."""
     object_id = np.concatenate([p[0] for p in parts]).astype(np.int64)
     if len(np.unique(object_id)) != len(object_id):
         raise ValueError("an object appears in more than one test fold")
     z_spec = np.concatenate([p[1] for p in parts])
-    fold = np.concatenate([np.full(len(p[0]), p[4], np.int64) for p in parts])
-    z_phot = np.concatenate([p[3] for p in parts], axis=1)
+    fold = np.concatenate([np.full(len(p[0]), p[3], np.int64) for p in parts])
+    z_phot = np.concatenate([p[2] for p in parts], axis=1)
     order = np.argsort(object_id, kind="stable")
     n = len(object_id)
     return pd.DataFrame(

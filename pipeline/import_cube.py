@@ -119,19 +119,14 @@ def import_cube(
         ]
     ]
     attrs = {"pixel_scale_arcsec": pixel_scale_arcsec, "source": str(npz.name), "fold_seed": seed}
-    block = datacube.ROW_GROUP_OBJECTS
-    with io.atomic_path(out) as tmp, io.atomic_path(datacube.cubes_parquet_path(out)) as ptmp:
-        writer = datacube._StoreWriter(tmp, ptmp, sort_bands(bands), size)
-        try:
-            start = 0
-            for nhwc in _blocks(npz, "cube", block):
-                nchw = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)[:, order], dtype=np.float32)
-                coverage = (np.abs(nchw).max(axis=(2, 3)) > 0).astype(np.float32)
-                writer.append(object_id[start : start + len(nchw)], nchw, coverage)
-                start += len(nchw)
-            writer.finish(rows, n_folds, attrs)
-        finally:
-            writer.close()
+    with datacube.store_writer(out, sort_bands(bands), size) as writer:
+        start = 0
+        for nhwc in _blocks(npz, "cube", datacube.ROW_GROUP_OBJECTS):
+            nchw = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)[:, order], dtype=np.float32)
+            coverage = (np.abs(nchw).max(axis=(2, 3)) > 0).astype(np.float32)
+            writer.append(object_id[start : start + len(nchw)], nchw, coverage)
+            start += len(nchw)
+        writer.finish(rows, n_folds, attrs)
     io.write_parquet(rows, out.with_suffix(".parquet"))
     log.info("imported %d objects (%s, %dx%d) from %s into %s", n, "".join(sort_bands(bands)), size, size, npz, out)
     return rows

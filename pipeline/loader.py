@@ -37,16 +37,38 @@ ENV_BUDGET = "PHOTOZ_MAX_MEMORY_GB"
 
 
 def _channels(channels, n_channels: int, where) -> list[int] | None:
-    """Checked channel indices (None: all, in order)."""
+    """Checked channel indices; None (read every channel, in order) for None and for every channel in order."""
     if channels is None:
         return None
     channels = [int(c) for c in channels]
     if not channels or len(set(channels)) != len(channels) or not all(0 <= c < n_channels for c in channels):
         raise ValueError(f"{where}: channels {channels} must be distinct indices in [0, {n_channels})")
-    return channels
+    return None if channels == list(range(n_channels)) else channels
 
 
-class H5Cubes:
+class _FileRows:
+    """What the readers of a file share: ``shape`` with the channels kept (indices along axis 1, in that order),
+    and a handle opened lazily, once per process (dropped on pickling, so that a DataLoader worker reopens it)."""
+
+    def __init__(self, path, dataset: str = "cubes", channels=None):
+        self.path, self.dataset = str(path), dataset
+        with h5py.File(self.path, "r") as f:
+            shape = tuple(f[dataset].shape)
+        self.channels = _channels(channels, shape[1], f"{path}:{dataset}")
+        self.shape = shape if self.channels is None else (shape[0], len(self.channels), *shape[2:])
+        self._handle = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handle": None}
+
+    def close(self) -> None:
+        self._handle = None
+
+
+class H5Cubes(_FileRows):
     """Raw rows of an HDF5 dataset read one object at a time (any layout, filters included).
 
     ``channels`` (indices along axis 1) keeps those channels only, in that order.
@@ -54,21 +76,10 @@ class H5Cubes:
 
     kind = "h5py"
 
-    def __init__(self, path, dataset: str = "cubes", channels=None):
-        self.path, self.dataset = str(path), dataset
-        self._f = None
-        with h5py.File(self.path, "r") as f:
-            shape = tuple(f[dataset].shape)
-        self.channels = _channels(channels, shape[1], f"{path}:{dataset}")
-        self.shape = shape if self.channels is None else (shape[0], len(self.channels), *shape[2:])
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def _ds(self):
-        if self._f is None:  # opened lazily, so each worker process opens the file once
-            self._f = h5py.File(self.path, "r")
-        return self._f[self.dataset]
+        if self._handle is None:
+            self._handle = h5py.File(self.path, "r")
+        return self._handle[self.dataset]
 
     def take(self, idx) -> np.ndarray:
         ds = self._ds()
@@ -77,13 +88,10 @@ class H5Cubes:
             out[k] = ds[int(i)] if self.channels is None else ds[int(i)][self.channels]
         return out
 
-    def __getstate__(self):
-        return {**self.__dict__, "_f": None}
-
     def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+        if self._handle is not None:
+            self._handle.close()
+        super().close()
 
 
 def object_offsets(path, dataset: str = "cubes") -> np.ndarray | None:
@@ -113,7 +121,7 @@ def object_offsets(path, dataset: str = "cubes") -> np.ndarray | None:
         return starts[rows // per_chunk] + (rows % per_chunk) * row_bytes
 
 
-class MemmapCubes:
+class MemmapCubes(_FileRows):
     """Raw rows of an uncompressed HDF5 dataset read through a NumPy memmap of the file (out of core, fast).
 
     ``channels`` (indices along axis 1) keeps those channels only, in that order; only their planes are read, one
@@ -123,18 +131,14 @@ class MemmapCubes:
     kind = "memmap"
 
     def __init__(self, path, dataset: str = "cubes", offsets: np.ndarray | None = None, channels=None):
-        self.path, self.dataset = str(path), dataset
-        with h5py.File(self.path, "r") as f:
-            shape = tuple(f[dataset].shape)
+        super().__init__(path, dataset, channels)
         self.offsets = object_offsets(path, dataset) if offsets is None else offsets
         if self.offsets is None:
             raise ValueError(f"{path}:{dataset} is compressed or not float32: it cannot be memory-mapped")
-        self.channels = _channels(channels, shape[1], f"{path}:{dataset}")
-        self.shape = shape if self.channels is None else (shape[0], len(self.channels), *shape[2:])
         self.row = int(np.prod(self.shape[1:]))
         # (source byte offset in the object, byte offset in the output row, bytes) of each run of channels
-        plane = int(np.prod(shape[2:])) * 4
-        chans = list(range(shape[1])) if self.channels is None else self.channels
+        plane = int(np.prod(self.shape[2:])) * 4
+        chans = range(self.shape[1]) if self.channels is None else self.channels
         runs = []
         for pos, c in enumerate(chans):
             if runs and c == runs[-1][2]:
@@ -142,18 +146,11 @@ class MemmapCubes:
             else:
                 runs.append([c, pos, c + 1])
         self.runs = [(c0 * plane, pos * plane, (c1 - c0) * plane) for c0, pos, c1 in runs]
-        self._mm = None
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def _map(self) -> np.ndarray:
-        if self._mm is None:
-            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
-        return self._mm
 
     def take(self, idx) -> np.ndarray:
-        mm = self._map()
+        if self._handle is None:
+            self._handle = np.memmap(self.path, dtype=np.uint8, mode="r")
+        mm = self._handle
         out = np.empty((len(idx), self.row), np.float32)
         view = out.view(np.uint8)
         if len(self.runs) == 1:  # all channels, or one run of them: one copy per object
@@ -167,12 +164,6 @@ class MemmapCubes:
                 for src, dst, nbytes in self.runs:
                     view[k, dst : dst + nbytes] = mm[o + src : o + src + nbytes]
         return out.reshape((len(idx), *self.shape[1:]))
-
-    def __getstate__(self):
-        return {**self.__dict__, "_mm": None}
-
-    def close(self) -> None:
-        self._mm = None
 
 
 def file_source(path, dataset: str = "cubes", channels=None):
@@ -206,7 +197,7 @@ class InMemoryCubes:
 
     def __init__(self, source, mean, std, device, block: int = 1024):
         n = len(source)
-        self.device = torch.device(device)
+        self.raw, self.device = source, torch.device(device)
         self.x = torch.empty(source.shape, dtype=torch.float32, device=self.device)
         mean_t, std_t = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
         for start in range(0, n, block):  # block by block: the host never holds a second copy of the whole cube
@@ -227,16 +218,16 @@ class StreamingCubes:
     kind = "stream"
 
     def __init__(self, source, mean, std, device):
-        self.source, self.device = source, torch.device(device)
+        self.raw, self.device = source, torch.device(device)
         self.mean = torch.as_tensor(mean, dtype=torch.float32)
         self.std = torch.as_tensor(std, dtype=torch.float32)
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.raw)
 
     def batch(self, idx) -> torch.Tensor:
         idx = np.asarray(torch.as_tensor(idx).cpu())
-        x = standardise(torch.from_numpy(self.source.take(idx)), self.mean, self.std)
+        x = standardise(torch.from_numpy(self.raw.take(idx)), self.mean, self.std)
         return x.to(self.device, non_blocking=True)
 
 
@@ -273,7 +264,6 @@ def open_cubes(path, mean, std, device, max_memory_gb: float | None = None, data
         cubes = InMemoryCubes(raw, mean, std, device)
     else:
         cubes = StreamingCubes(raw, mean, std, device)
-    cubes.raw = raw
     log.info(
         "cubes of %s: %.2f GB, budget %.2f GB on %s: %s (%s reader)",
         Path(path).name, need / 1e9, budget / 1e9, device, cubes.kind, raw.kind,

@@ -87,16 +87,16 @@ def _fold_table(dz, folds, outlier_threshold) -> list[dict]:
     return rows
 
 
-def binned_metrics(values, dz, folds, outlier_threshold: float, n_bins: int = 8) -> list[dict]:
+def binned_metrics(values, dz, folds, outlier_threshold: float, n_bins: int = 8, ids=None) -> list[dict]:
     """Metrics in ``n_bins`` equal-count bins of ``values``, with the standard deviation between folds.
 
     Each bin holds its ``centre`` (median of the values in it), ``lo``/``hi`` (smallest and largest value), its
     count, the metrics over all its objects, and ``<metric>_fold_std``: the standard deviation (ddof=1) of the
     metric computed fold by fold inside the bin, the error bars of the paper's Fig. 2 (NaN with fewer than two
-    folds).
+    folds). ``ids`` gives the bin of each object instead (e.g. bins drawn on another sample of the same objects).
     """
     values = np.asarray(values, dtype=float)
-    ids = equal_count_bins(values, n_bins)
+    ids = equal_count_bins(values, n_bins) if ids is None else np.asarray(ids)
     out = []
     for b in range(n_bins):
         sel = ids == b

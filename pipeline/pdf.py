@@ -13,6 +13,16 @@ import numpy as np
 from pipeline import io
 
 
+def _create_store(f: h5py.File, z_edges: np.ndarray, n: int, n_bins: int) -> h5py.Dataset:
+    """Write qp's ``hist`` metadata into an empty store and create its ``data/pdfs`` (n, n_bins) dataset."""
+    f["meta/bins"] = z_edges[None, :]
+    f["meta/pdf_name"] = np.array([b"hist"])
+    f["meta/pdf_version"] = np.array([0])
+    return f.create_dataset(
+        "data/pdfs", (n, n_bins), dtype="f4", chunks=(min(n, 4096) or 1, n_bins), compression="gzip"
+    )
+
+
 def write_pdfs(path, object_id, pdf, z_edges, **ancil) -> None:
     """Write PDFs atomically in qp's ``hist`` layout; ``ancil`` arrays (N,) are stored beside ``object_id``."""
     pdf = np.asarray(pdf, dtype=np.float32)
@@ -20,10 +30,7 @@ def write_pdfs(path, object_id, pdf, z_edges, **ancil) -> None:
     if pdf.ndim != 2 or pdf.shape[1] != len(z_edges) - 1:
         raise ValueError(f"pdf shape {pdf.shape} does not match {len(z_edges) - 1} bins")
     with io.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f["meta/bins"] = z_edges[None, :]
-        f["meta/pdf_name"] = np.array([b"hist"])
-        f["meta/pdf_version"] = np.array([0])
-        f.create_dataset("data/pdfs", data=pdf, chunks=(min(len(pdf), 4096) or 1, pdf.shape[1]), compression="gzip")
+        _create_store(f, z_edges, *pdf.shape)[...] = pdf
         f["ancil/object_id"] = np.asarray(object_id, dtype=np.int64)
         for key, values in ancil.items():
             f[f"ancil/{key}"] = np.asarray(values)
@@ -41,12 +48,7 @@ def concat_pdfs(paths, out) -> int:
         z_edges = edges
     total, n_bins = sum(s[0] for s in sizes), sizes[0][1]
     with io.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        f["meta/bins"] = z_edges[None, :]
-        f["meta/pdf_name"] = np.array([b"hist"])
-        f["meta/pdf_version"] = np.array([0])
-        pdfs = f.create_dataset(
-            "data/pdfs", (total, n_bins), dtype="f4", chunks=(min(total, 4096) or 1, n_bins), compression="gzip"
-        )
+        pdfs = _create_store(f, z_edges, total, n_bins)
         ids = f.create_dataset("ancil/object_id", (total,), dtype="i8")
         start = 0
         for path, (n, _) in zip(paths, sizes, strict=True):

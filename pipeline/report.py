@@ -131,8 +131,10 @@ def _dropout_section(dropout: dict[str, pd.DataFrame], metrics: dict[str, dict],
         threshold = _outlier_threshold(model, metrics, config_text)
         references = {n: m for n, m in metrics.items() if n != model}
         parts.append(f"<h3>{escape(model)}</h3>")
-        parts.append(_img(exp.dropout_chart(model, df, threshold, references), f"modality dropout {model}"))
-        parts.append(_dropout_table(exp.dropout_summary(df, threshold)))
+        summary = exp.dropout_summary(df, threshold)
+        chart = exp.dropout_chart(model, df, threshold, references, summary=summary)
+        parts.append(_img(chart, f"modality dropout {model}"))
+        parts.append(_dropout_table(summary))
         parts.append(
             f"<p>Ranked by overall &sigma;<sub>MAD</sub>, worst (most useful modality) first; &eta;: |&Delta;z| "
             f"&ge; {threshold:g}; {df['object_id'].nunique()} objects.</p>"

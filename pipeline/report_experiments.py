@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.metrics import delta_z, equal_count_bins, point_metrics
+from pipeline.metrics import binned_metrics, delta_z, equal_count_bins, point_metrics
 from pipeline.report_figures import _png, plt
 
 logger = logging.getLogger(__name__)
@@ -155,34 +155,27 @@ def dropout_summary(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
     return table.assign(change=table["sigma_mad"] / (float(ref.iloc[0]) if len(ref) else np.nan) - 1)
 
 
+def _reference_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per object from the predictions with nothing dropped (any variant's when there are none)."""
+    ref = df[df["dropped"] == NONE]
+    return (df if ref.empty else ref).drop_duplicates("object_id")
+
+
 def dropout_binned(df: pd.DataFrame, threshold: float, n_bins: int = 8) -> dict[str, pd.DataFrame]:
     """sigma_MAD per equal-count z_spec bin for each dropped modality (and ``none``).
 
     The bins are those of the ``none`` rows (all rows' objects when there are none), given to the other rows by
-    ``object_id``, so every modality is measured on the same objects in each bin. Each table has ``centre``
-    (median z_spec of the bin), ``sigma_mad``, ``sigma_mad_fold_std`` (ddof=1 between folds) and ``n``.
+    ``object_id``, so every modality is measured on the same objects in each bin. Each table holds the rows of
+    :func:`pipeline.metrics.binned_metrics`: ``centre`` (median z_spec of the bin), ``sigma_mad``,
+    ``sigma_mad_fold_std`` (ddof=1 between folds), ``n``, ...
     """
-    ref = df[df["dropped"] == NONE]
-    if ref.empty:
-        ref = df.drop_duplicates("object_id")
-    ref = ref.drop_duplicates("object_id")
+    ref = _reference_rows(df)
     bin_of = pd.Series(equal_count_bins(ref["z_spec"].to_numpy(float), n_bins), index=ref["object_id"].to_numpy())
-    centres = ref.groupby(bin_of.to_numpy())["z_spec"].median()
     out = {}
     for name, g in df.groupby("dropped", sort=False):
-        b = bin_of.reindex(g["object_id"].to_numpy()).to_numpy()
+        ids = bin_of.reindex(g["object_id"].to_numpy()).to_numpy()
         dz = delta_z(g["z_phot"], g["z_spec"])
-        folds = g["fold"].to_numpy()
-        rows = []
-        for k, centre in centres.items():
-            sel = b == k
-            if not sel.any():
-                continue
-            per_fold = [point_metrics(dz[sel & (folds == f)], threshold)["sigma_mad"] for f in np.unique(folds[sel])]
-            std = float(np.std(per_fold, ddof=1)) if len(per_fold) >= 2 else np.nan
-            m = point_metrics(dz[sel], threshold)
-            rows.append({"centre": float(centre), "sigma_mad": m["sigma_mad"], "sigma_mad_fold_std": std, "n": m["n"]})
-        out[name] = pd.DataFrame(rows)
+        out[name] = pd.DataFrame(binned_metrics(g["z_spec"], dz, g["fold"].to_numpy(), threshold, n_bins, ids=ids))
     return out
 
 
@@ -192,13 +185,15 @@ def dropout_chart(
     threshold: float,
     references: dict[str, dict],
     n_bins: int = 8,
+    summary: pd.DataFrame | None = None,
 ) -> str:
     """Paper Fig. 10: sigma_MAD against z_spec with one modality dropped at a time, and the ranked overall values.
 
     ``references`` maps the report's other models to their metrics JSON (binned ``z_spec`` rows and overall
-    ``sigma_mad``), drawn dash-dotted like the model with nothing dropped.
+    ``sigma_mad``), drawn dash-dotted like the model with nothing dropped. ``summary`` is
+    :func:`dropout_summary`'s table when the caller has it already.
     """
-    summary = dropout_summary(df, threshold)
+    summary = dropout_summary(df, threshold) if summary is None else summary
     binned = dropout_binned(df, threshold, n_bins)
     ranked = summary[summary["dropped"] != NONE]
     names = ranked["dropped"].tolist()
@@ -209,7 +204,7 @@ def dropout_chart(
 
     # left: sigma_MAD per z_spec bin, the z_spec histogram behind
     has_none = NONE in binned
-    ref_rows = df[df["dropped"] == NONE] if has_none else df.drop_duplicates("object_id")
+    ref_rows = _reference_rows(df)
     twin = ax.twinx()
     twin.hist(ref_rows["z_spec"], bins=60, color="0.9")
     twin.set_yticks([])

@@ -223,12 +223,12 @@ class ControlGrid:
         # Check points: centres of the four corner cells and of the middle cell, where a fit errs most.
         mid = [(t[0] + t[1]) / 2, (t[n // 2 - 1] + t[n // 2]) / 2, (t[-2] + t[-1]) / 2]
         chk = np.array([(mid[0], mid[0]), (mid[0], mid[2]), (mid[2], mid[0]), (mid[2], mid[2]), (mid[1], mid[1])])
-        self.rows = np.concatenate([rows.ravel(), chk[:, 0]])
-        self.cols = np.concatenate([cols.ravel(), chk[:, 1]])
+        rows = np.concatenate([rows.ravel(), chk[:, 0]])
+        cols = np.concatenate([cols.ravel(), chk[:, 1]])
         self.n_ctrl = n * n
         # Tangent-plane coordinates of the control and check points (as tan_grid).
-        self.xi = -(self.cols - c) * step
-        self.eta = (self.rows - c) * step
+        self.xi = -(cols - c) * step
+        self.eta = (rows - c) * step
         powers = [(i, j) for i in range(self.DEGREE + 1) for j in range(self.DEGREE + 1 - i)]
 
         def basis(u, v):
@@ -243,7 +243,7 @@ class ControlGrid:
                     out.append(j * u**i * v ** max(j - 1, 0))
             return np.stack(out, axis=-1) / half
 
-        u_c, v_c = (self.cols - c) / half, (self.rows - c) / half
+        u_c, v_c = (cols - c) / half, (rows - c) / half
         fit = np.linalg.pinv(basis(u_c[: self.n_ctrl], v_c[: self.n_ctrl]))  # (terms, n_ctrl)
         self.check = basis(u_c[self.n_ctrl :], v_c[self.n_ctrl :]) @ fit  # (n_check, n_ctrl)
         g = (np.arange(size) - c) / half
@@ -289,6 +289,22 @@ class ControlGrid:
         area -= (ax @ self.d_row) * (ay @ self.d_col)
         area = np.abs(area, out=area).reshape(shape)
         return x, y, area, error
+
+    def map(self, wcs, ra0, dec0):
+        """:meth:`expand` of the exact ``wcs`` positions of the points of :meth:`sky`: ``x, y, area, error``."""
+        return self.expand(*_world2pix(wcs, *self.sky(ra0, dec0)))
+
+    def exact_map(self, wcs, ra0, dec0):
+        """Input position and area ratio of every output pixel by the exact ``wcs`` (no fit): (B, size, size) each."""
+        xi, eta = tan_grid(self.size, self.pixel_scale_arcsec)
+        x, y = _world2pix(wcs, *tan_to_sky(ra0, dec0, xi, eta))
+        return x, y, area_ratio(x, y)
+
+
+def _world2pix(wcs, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0-based input pixel coordinates of sky positions by ``wcs.all_world2pix``, in the shape of ``ra``."""
+    x, y = wcs.all_world2pix(ra.ravel(), dec.ravel(), 0, quiet=True)
+    return x.reshape(ra.shape), y.reshape(ra.shape)
 
 
 def edge_distance(x: np.ndarray, y: np.ndarray, nx: int, ny: int) -> np.ndarray:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import logging
 import os
 import shutil
@@ -30,13 +29,12 @@ import numpy as np
 
 from . import __version__
 from .bands import sort_bands
-from .io import atomic_path, write_json
+from .io import atomic_path, read_json, write_json
 from .log import setup
 from .sim.catalog import FIELD_CENTRE_DEG, component_fluxes, draw_catalog, field_side_deg, tan_project
-from .sim.mosaic import MAX_STAMP_PX, BandJob, band_grid, draw_masks, write_tile
+from .sim.mosaic import SHAPE_COLUMNS, BandJob, band_grid, draw_masks, max_radius_arcsec, write_tile
 from .sim.noise import ZERO_POINT, band_noise
 from .sim.presets import Preset, get_preset
-from .sim.render import TRUNC_RE, moffat_fwhm_radius
 from .sim.sed import ColourGrid, check_filters, extinction_coefficients
 from .sim.specz import describe, mock_survey
 
@@ -69,8 +67,9 @@ def resolve_preset(sim_cfg: dict) -> Preset:
     return dataclasses.replace(preset, filters=filters)
 
 
-def _parameters(sim_cfg: dict) -> dict:
-    """The resolved parameters that identify a survey (the preset's defaults filled in)."""
+def _parameters(sim_cfg: dict) -> tuple[dict, Preset]:
+    """The resolved parameters that identify a survey (the preset's defaults filled in), and the preset they give
+    (filters overridden, galaxy magnitude range set)."""
     preset = resolve_preset(sim_cfg)
     params = {
         "preset": preset.name,
@@ -98,7 +97,7 @@ def _parameters(sim_cfg: dict) -> dict:
         raise ValueError(
             f"simulation.tile_size_px must exceed twice the 64 px tile overlap, got {params['tile_size_px']}"
         )
-    return params
+    return params, dataclasses.replace(preset, gal_mag_range=(lo, hi))
 
 
 def _check_destination(out: Path, params: dict, shard=None) -> None:
@@ -109,7 +108,7 @@ def _check_destination(out: Path, params: dict, shard=None) -> None:
         raise FileExistsError(f"{out} exists and is not a directory; refusing to write a survey there")
     meta = out / "survey.json"
     if meta.exists():
-        old = json.loads(meta.read_text())
+        old = read_json(meta)
         if old.get("parameters") != params or old.get("shard") != shard:
             raise FileExistsError(
                 f"{out} holds a different simulated survey ({old.get('parameters')}, shard {old.get('shard')}); "
@@ -200,9 +199,8 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
         ``out`` holds a different survey.
     """
     t_start = time.monotonic()
-    params = _parameters(sim_cfg)
+    params, preset = _parameters(sim_cfg)
     shard = _parse_shard(shard)
-    preset = dataclasses.replace(resolve_preset(sim_cfg), gal_mag_range=tuple(params["mag_range"]))
     out = Path(out)
     _check_destination(out, params, shard)
     workers = workers or default_workers()
@@ -212,9 +210,7 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
 
     noises = {b: band_noise(preset, b) for b in bands}
     # The largest galaxy must fit the largest stamp in every band, whatever its pixel scale and seeing.
-    r_cap = min(
-        (MAX_STAMP_PX // 2 - moffat_fwhm_radius(noises[b].fwhm_px) - 1) / TRUNC_RE * preset.scale(b) for b in bands
-    )
+    r_cap = min(max_radius_arcsec(noises[b].fwhm_px, preset.scale(b)) for b in bands)
     colour_grid = _colour_grid(tuple(preset.filters.items()))
     df = draw_catalog(preset, params["n_sources"], params["star_fraction"], rng["catalog"], r_cap, colour_grid)
     side = field_side_deg(preset, params["n_sources"])
@@ -226,7 +222,7 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
     log.info("%s preset: %d sources over %.1f arcmin square", preset.name, len(df), side * 60)
 
     jobs = {}
-    shapes = {c: df[c].to_numpy() for c in ("r_bulge_arcsec", "r_disk_arcsec", "q_bulge", "q_disk", "pa_deg")}
+    shapes = {c: df[c].to_numpy() for c in SHAPE_COLUMNS}
     with atomic_path(out, suffix="") as tmp:
         tmp.mkdir()
         for band in bands:
@@ -277,12 +273,8 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
             specz[survey.name] = {**describe(survey), "n": len(table)}
             log.info("spec-z survey %s: %d redshifts", survey.name, len(table))
 
-        all_names = {t: f"tile-{t[1]:02d}.fits" for t in tasks}
-        if shard is None:
-            tiles = {b: [f"mosaics/{b}/{all_names[t]}" for t in tasks if t[0] == b and names[t]] for b in bands}
-        else:
-            # A shard cannot know which of the others' tiles are empty: list its own, merge_shards lists them all.
-            tiles = {b: [f"mosaics/{b}/{all_names[t]}" for t in mine if t[0] == b and names[t]] for b in bands}
+        # The tiles written (a band's tiles outside its coverage are not); a shard lists its own, merge_shards all.
+        tiles = {b: [f"mosaics/{b}/{names[t]}" for t in mine if t[0] == b and names[t]] for b in bands}
         summary = {
             "parameters": params,
             "preset": preset.name,
@@ -321,7 +313,7 @@ def merge_shards(parts, out) -> dict:
     survey made in one go.
     """
     parts = [Path(p) for p in parts]
-    metas = [json.loads((p / "survey.json").read_text()) for p in parts]
+    metas = [read_json(p / "survey.json") for p in parts]
     params = metas[0]["parameters"]
     shards = sorted(tuple(m.get("shard") or ()) for m in metas)
     n = shards[0][1] if shards and len(shards[0]) == 2 else None
@@ -350,15 +342,12 @@ def merge_shards(parts, out) -> dict:
 
 def _load_sim_cfg(path) -> dict:
     """The validated ``simulation`` block of a YAML config file (a whole pipeline config, or that block alone)."""
-    import yaml
+    from pipeline.config import load_config
 
-    from pipeline.config import validate_config
-
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(cfg, dict) or "simulation" not in cfg:
+    cfg = load_config(path, sections=("simulation",))
+    if "simulation" not in cfg:
         raise ValueError(f"{path}: no top-level 'simulation' block")
-    sub = validate_config({"simulation": cfg["simulation"]}, source=str(path), sections=("simulation",))
-    return dict(sub["simulation"])
+    return dict(cfg["simulation"])
 
 
 def _band_globs(items) -> dict:

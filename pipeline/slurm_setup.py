@@ -96,10 +96,8 @@ def main(argv=None) -> None:
     profile = make_profile(
         template, account=args.account, partition=args.partition, gpu_partition=args.gpu_partition, gres=args.gres
     )
-    out = args.out or user_profile_dir()
+    default = user_profile_dir()
+    out = args.out or default
     path = write_profile(profile, out, args.template)
     print(f"wrote {path}")
-    if out.name == "slurm" and out.parent == user_profile_dir().parent:
-        print("run from the repository root: snakemake --profile slurm all")
-    else:
-        print(f"run from the repository root: snakemake --profile {out} all")
+    print(f"run from the repository root: snakemake --profile {'slurm' if out == default else out} all")

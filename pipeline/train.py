@@ -142,8 +142,7 @@ class Run:
         )  # fmt: skip
         # standardised once on the device when the cube fits the memory budget (batches are index gathers there),
         # else read batch by batch from the file; the batches are the same either way
-        channels = None if bands == cube_bands else chan
-        self.cubes = loader.open_cubes(cube_path, mean, std, self.device, max_memory_gb, channels=channels)
+        self.cubes = loader.open_cubes(cube_path, mean, std, self.device, max_memory_gb, channels=chan)
         self.ebv = torch.from_numpy(data["ebv"].astype(np.float32)).to(self.device)
         self.z = torch.from_numpy(data["z_spec"].astype(np.float32)).to(self.device)
         self.label = torch.from_numpy(self.zgrid.bin_index(data["z_spec"])).to(self.device)

@@ -6,6 +6,7 @@ import torch
 
 from pipeline.nn import build_model, list_models, modalities
 from pipeline.nn.branches import grouped_to_loop, loop_to_grouped
+from pipeline.nn.modalities import modality_name
 from pipeline.nn.multimodal import FUSION
 
 BANDS = list("ugrizyjhk")
@@ -86,7 +87,7 @@ def test_two_band_plus_single_band_modalities(name, opts):
 
 
 def modalities_names(bands, size):
-    return ["_".join(m) for m in modalities(bands, size, 1)]
+    return [modality_name(m) for m in modalities(bands, size, 1)]
 
 
 def test_modality_dropout_and_drop_at_eval():

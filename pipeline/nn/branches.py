@@ -71,7 +71,7 @@ class LoopBranches(nn.ModuleList):
     def __init__(self, index, make, mults):
         built = [make(len(ix), m, 1) for ix, m in zip(index, mults, strict=True)]
         super().__init__(b for b, _ in built)
-        self.chans = [c for _, c in built]
+        self.chans, self.mults = [c for _, c in built], list(mults)
         self.members = equal_size_groups(index)
         for i, ix in enumerate(index):
             self.register_buffer(f"_idx{i}", torch.tensor(ix), persistent=False)
@@ -94,7 +94,7 @@ class GroupedBranches(nn.Module):
     def __init__(self, index, make, mults):
         super().__init__()
         self.members = equal_size_groups(index)
-        self.chans, mods = [], []
+        self.chans, self.mults, mods = [], list(mults), []
         for k, members in enumerate(self.members):
             mult = mults[members[0]]
             if any(mults[i] != mult for i in members):
@@ -116,10 +116,13 @@ class GroupedBranches(nn.Module):
         return list(self.forward_cat(x).split(self.chans, 1))
 
 
-def make_branches(form: str, index, make, mults) -> nn.Module:
-    """``LoopBranches`` or ``GroupedBranches`` by ``form``."""
+def make_branches(form: str, bands, mods, make, width: float) -> nn.Module:
+    """``LoopBranches`` or ``GroupedBranches`` by ``form``: one branch per modality in ``mods`` (tuples of band names
+    out of ``bands``, the input's channel order), widths by :func:`branch_mult`."""
     if form not in FORMS:
         raise ValueError(f"unknown branch_form {form!r}: valid are {', '.join(FORMS)}")
+    index = [[bands.index(b) for b in m] for m in mods]
+    mults = [branch_mult(len(m), len(bands), width) for m in mods]
     return (LoopBranches if form == "loop" else GroupedBranches)(index, make, mults)
 
 
@@ -152,15 +155,12 @@ def grouped_to_loop(state: dict, groups, prefix: str = "branches.") -> dict:
 
 def _convert_on_load(module, state, prefix, *args):
     """Load hook: convert a state_dict written by the other branch form, in place."""
-    loop_keys = [k for k in state if re.match(re.escape(prefix) + r"\d+\.", k)]
-    grouped_keys = [k for k in state if k.startswith(prefix + "groups.")]
-    if module.form == "grouped" and loop_keys:
-        new = loop_to_grouped({k: state[k] for k in loop_keys}, module.members, prefix)
-        for k in loop_keys:
-            del state[k]
-        state.update(new)
-    elif module.form == "loop" and grouped_keys:
-        new = grouped_to_loop({k: state[k] for k in grouped_keys}, module.members, prefix)
-        for k in grouped_keys:
-            del state[k]
+    if module.form == "grouped":
+        keys = [k for k in state if re.match(re.escape(prefix) + r"\d+\.", k)]
+        convert = loop_to_grouped
+    else:
+        keys = [k for k in state if k.startswith(prefix + "groups.")]
+        convert = grouped_to_loop
+    if keys:
+        new = convert({k: state.pop(k) for k in keys}, module.members, prefix)
         state.update(new)

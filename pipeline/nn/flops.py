@@ -19,9 +19,10 @@ def count_macs(model: nn.Module, n_bands: int, size: int) -> int:
 
     hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     was_training = model.training
+    device = next(model.parameters()).device  # the zero input goes where the model is (a GPU in bench_train.py)
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, n_bands, size, size), torch.zeros(1))
+            model.eval()(torch.zeros(1, n_bands, size, size, device=device), torch.zeros(1, device=device))
     finally:
         for h in hooks:
             h.remove()

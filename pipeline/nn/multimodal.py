@@ -13,7 +13,7 @@ from torch import nn
 
 from .baseline import BLOCK, STEM, make_tail_and_head
 from .blocks import N_BLOCKS, Inception, Stem, inception_stage, init_weights, scale
-from .branches import DEFAULT_FORM, branch_mult, make_branches
+from .branches import DEFAULT_FORM, make_branches
 from .modalities import modalities, modality_name
 
 #: Fusion stage -> number of inception blocks run in the parallel branches.
@@ -78,7 +78,6 @@ class Multimodal(nn.Module):
         if fusion_type not in FUSION_TYPES:
             raise ValueError(f"unknown fusion_type {fusion_type!r}: valid are {', '.join(FUSION_TYPES)}")
         self.bands = list(bands)
-        n = len(self.bands)
         mods = setup_modalities(self, size, orders, all_bands_modality, modality_dropout, drop_modalities)
         self.fusion_type = fusion_type
         n_par = FUSION[fusion]
@@ -88,11 +87,10 @@ class Multimodal(nn.Module):
             stage, c = inception_stage(stem.out_chans, 0, n_par, BLOCK, mult, groups)
             return nn.Sequential(stem, stage), c
 
-        index = [[self.bands.index(b) for b in m] for m in mods]
-        self.branches = make_branches(branch_form, index, make, [branch_mult(len(m), n, width) for m in mods])
-        self.chans = chans = self.branches.chans
+        self.branches = make_branches(branch_form, self.bands, mods, make, width)
+        chans = self.branches.chans
         if fusion_type == "cross":
-            self.fuse = CrossFusion(chans, sum(branch_mult(len(m), n, width) for m in mods) / len(mods))
+            self.fuse = CrossFusion(chans, sum(self.branches.mults) / len(mods))
             c = self.fuse.out_chans
         else:
             self.fuse, c = None, sum(chans)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from torch import nn
 
 from .blocks import init_weights, scale
-from .branches import DEFAULT_FORM, branch_mult, make_branches
+from .branches import DEFAULT_FORM, make_branches
 from .heads import PhotozHead
 from .multimodal import FUSION, branch_features, setup_modalities
 
@@ -83,7 +83,6 @@ class Plain(nn.Module):
         if n_layers not in LAYERS_PER_STAGE:
             raise ValueError(f"n_layers must be one of {sorted(LAYERS_PER_STAGE)}, got {n_layers!r}")
         self.bands = list(bands)
-        n = len(self.bands)
         self.n_layers = n_layers
         if multimodal:
             mods = setup_modalities(self, size, orders, all_bands_modality, modality_dropout, drop_modalities)
@@ -92,11 +91,10 @@ class Plain(nn.Module):
             def make(in_chans, mult, groups):
                 return plain_layers(n_layers, 0, k, in_chans, mult, groups)
 
-            index = [[self.bands.index(b) for b in m] for m in mods]
-            self.branches = make_branches(branch_form, index, make, [branch_mult(len(m), n, width) for m in mods])
+            self.branches = make_branches(branch_form, self.bands, mods, make, width)
             c = sum(self.branches.chans)
         else:
-            self.branches, k, c = None, 0, n
+            self.branches, k, c = None, 0, len(self.bands)
         self.common, c = plain_layers(n_layers, k, n_layers, c, width)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = PhotozHead(c, [scale(h, width) for h in HIDDEN], n_bins)

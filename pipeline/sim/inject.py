@@ -23,15 +23,15 @@ from astropy.io import fits
 
 from ..bands import sort_bands
 from ..io import atomic_path, write_json
+from ..sky import unit_vectors
 from .catalog import component_fluxes, draw_catalog, tan_project
+from .mosaic import MAX_STAMP_PX, SHAPE_COLUMNS, add_sources, max_radius_arcsec
 from .noise import ZERO_POINT
-from .render import TRUNC_RE, galaxy_stamp, moffat_fwhm_radius, moffat_stamp, stamp_size
 
 log = logging.getLogger("pipeline.simulate")
 
 ZP_KEYS = ("MAGZERO", "MAGZP", "MAGZPT", "ZP", "ZEROPT", "PHOTZP")
 PSF_KEYS = ("PSF_FWHM", "PSFFWHM", "SEEING", "FWHM")
-_MAX_STAMP_PX = 97
 _EDGE_ARCSEC = 5.0
 
 
@@ -105,43 +105,27 @@ def _footprint(tiles: list[_Tile]):
         ras.append(r)
         decs.append(d)
     ra, dec = np.concatenate(ras), np.concatenate(decs)
-    v = np.array([np.cos(np.deg2rad(dec)) * np.cos(np.deg2rad(ra)), np.cos(np.deg2rad(dec)) * np.sin(np.deg2rad(ra)),
-                  np.sin(np.deg2rad(dec))]).mean(axis=1)  # fmt: skip
+    # Mean of the corners' unit vectors, each component summed along a contiguous row.
+    v = np.ascontiguousarray(unit_vectors(ra, dec).T).mean(axis=1)
     centre = (float(np.rad2deg(np.arctan2(v[1], v[0])) % 360.0), float(np.rad2deg(np.arcsin(v[2] / np.linalg.norm(v)))))
     return centre, ra, dec
 
 
-def inject_tile(tile: _Tile, df: pd.DataFrame, bulge: np.ndarray, disk: np.ndarray, beta: float, rng) -> np.ndarray:
-    """The tile's data plus the rendered sources (in the tile's units; NaN pixels stay NaN), shape of the data."""
-    x, y = tile.wcs.all_world2pix(df["ra"].to_numpy(), df["dec"].to_numpy(), 0, quiet=True)
+def inject_tile(tile: _Tile, x: np.ndarray, y: np.ndarray, df: pd.DataFrame, bulge, disk, beta: float, rng):
+    """The tile's data plus the sources of ``df`` rendered at its pixels (x, y) (in the tile's units; NaN pixels stay
+    NaN), shape of the data."""
     ny, nx = tile.data.shape
-    reach = _MAX_STAMP_PX // 2 + 1
+    reach = MAX_STAMP_PX // 2 + 1
     inside = np.flatnonzero((x > -reach) & (x < nx + reach) & (y > -reach) & (y < ny + reach))
-    model = np.zeros_like(tile.data)
     if len(inside) == 0:
         return tile.data.copy()
-    to_units = 10.0 ** (0.4 * (tile.zero_point - ZERO_POINT))
-    fwhm_px = tile.psf_fwhm / tile.scale
-    psf_half = moffat_fwhm_radius(fwhm_px)
-    psf = moffat_stamp(fwhm_px, beta)
-    jac = _local_jacobian(tile.wcs, x[inside], y[inside])
-    from .mosaic import _add
-
-    for n, i in enumerate(inside):
-        ix, iy = int(np.round(x[i])), int(np.round(y[i]))
-        dx, dy = x[i] - ix, y[i] - iy
-        if df["is_star"].iat[i]:
-            size = 2 * (psf_half + 1) + 1
-            stamp = bulge[i] * moffat_stamp(fwhm_px, beta, dx, dy, size=size)
-        else:
-            rb, rd = df["r_bulge_arcsec"].iat[i], df["r_disk_arcsec"].iat[i]
-            r_max = max(rb if bulge[i] > 0 else 0.0, rd if disk[i] > 0 else 0.0) / tile.scale
-            size = stamp_size(r_max, psf_half, _MAX_STAMP_PX)
-            stamp = galaxy_stamp(
-                size, dx, dy, jac[n], bulge[i], disk[i], rb, rd,
-                df["q_bulge"].iat[i], df["q_disk"].iat[i], df["pa_deg"].iat[i], psf,
-            )  # fmt: skip
-        _add(model, stamp * to_units, ix, iy)
+    model = np.zeros_like(tile.data)
+    shapes = {c: df[c].to_numpy() for c in SHAPE_COLUMNS}
+    add_sources(
+        model, inside, x, y, _local_jacobian(tile.wcs, x[inside], y[inside]), bulge, disk, shapes,
+        df["is_star"].to_numpy(), tile.psf_fwhm / tile.scale, beta, tile.scale,
+        factor=10.0 ** (0.4 * (tile.zero_point - ZERO_POINT)),
+    )  # fmt: skip
     if tile.gain is not None:
         model += rng.standard_normal(model.shape) * np.sqrt(np.clip(model, 0.0, None) / tile.gain)
     return tile.data + model
@@ -169,12 +153,11 @@ def inject_survey(sim_cfg: dict, globs: dict, out, psf_fwhm_arcsec=None, zero_po
     dict
         The content of ``survey.json``.
     """
-    from ..simulate import _check_destination, _colour_grid, _parameters, resolve_preset
+    from ..simulate import _check_destination, _colour_grid, _parameters
 
     t_start = time.monotonic()
     sim_cfg = {"star_fraction": 0.0, **sim_cfg}
-    params = _parameters(sim_cfg)
-    preset = dataclasses.replace(resolve_preset(sim_cfg), gal_mag_range=tuple(params["mag_range"]))
+    params, preset = _parameters(sim_cfg)
     bands = sort_bands(globs)
     unknown = [b for b in bands if b not in preset.bands]
     if unknown:
@@ -201,8 +184,7 @@ def inject_survey(sim_cfg: dict, globs: dict, out, psf_fwhm_arcsec=None, zero_po
     extent = (2 * (np.abs(xi).max() - edge), 2 * (np.abs(eta).max() - edge))
     streams = np.random.SeedSequence(params["seed"]).spawn(2)
     rng_cat, rng_noise = (np.random.default_rng(s) for s in streams)
-    r_cap = min((_MAX_STAMP_PX // 2 - moffat_fwhm_radius(t.psf_fwhm / t.scale) - 1) / TRUNC_RE * t.scale
-                for t in all_tiles)  # fmt: skip
+    r_cap = min(max_radius_arcsec(t.psf_fwhm / t.scale, t.scale) for t in all_tiles)
     grid = _colour_grid(tuple(preset.filters.items()))
     df = draw_catalog(
         preset, params["n_sources"], params["star_fraction"], rng_cat, r_cap, grid, centre=centre, extent_deg=extent
@@ -219,7 +201,7 @@ def inject_survey(sim_cfg: dict, globs: dict, out, psf_fwhm_arcsec=None, zero_po
             for tile in tiles[band]:
                 x, y = tile.wcs.all_world2pix(df["ra"].to_numpy(), df["dec"].to_numpy(), 0, quiet=True)
                 on |= (x > -0.5) & (x < tile.data.shape[1] - 0.5) & (y > -0.5) & (y < tile.data.shape[0] - 0.5)
-                image = inject_tile(tile, df, bulge, disk, preset.moffat_beta, rng_noise)
+                image = inject_tile(tile, x, y, df, bulge, disk, preset.moffat_beta, rng_noise)
                 header = tile.header.copy()
                 header["INJECTD"] = (len(df), "mock sources injected by pipeline.simulate")
                 header["INJPSF"] = (tile.psf_fwhm, "PSF FWHM used for the injection, arcsec")

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .catalog import FIELD_CENTRE_DEG, _tan_deproject
+from .catalog import FIELD_CENTRE_DEG, _tan_deproject, tan_project
 from .noise import ZERO_POINT, BandNoise
-from .render import galaxy_stamp, moffat_fwhm_radius, moffat_stamp, stamp_size
+from .render import TRUNC_RE, galaxy_stamp, moffat_fwhm_radius, moffat_stamp, stamp_size
 
 log = logging.getLogger("pipeline.simulate")
 
@@ -33,6 +33,8 @@ TILE_OVERLAP_PX = 64
 NOISE_BLOCK = 128
 _MARGIN_ARCSEC = 12.0
 _SIP_ORDER = 3
+# Catalog columns of a galaxy's shape, as :func:`add_sources` reads them.
+SHAPE_COLUMNS = ("r_bulge_arcsec", "r_disk_arcsec", "q_bulge", "q_disk", "pa_deg")
 
 
 def _poly(coeffs: dict, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -76,11 +78,7 @@ class BandGrid:
 
     def world_to_pixel(self, ra, dec):
         """0-based canvas pixel coordinates (x, y) of sky positions in degrees (exact TAN, SIP inverted)."""
-        ra0, dec0 = np.deg2rad(self.crval)
-        ra, dec = np.deg2rad(ra), np.deg2rad(dec)
-        cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
-        xi = np.rad2deg(np.cos(dec) * np.sin(ra - ra0) / cos_c)
-        eta = np.rad2deg((np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c)
+        xi, eta = tan_project(ra, dec, self.crval)
         target = np.linalg.solve(self.cd, np.vstack([xi, eta]))
         u, v = target[0].copy(), target[1].copy()
         if self.sip_a:
@@ -97,10 +95,12 @@ class BandGrid:
         m = np.zeros((len(x), 2, 2))
         m[:, 0, 0] = m[:, 1, 1] = 1.0
         if self.sip_a:
-            m[:, 0, 0] += _dpoly(self.sip_a, u, v)[0]
-            m[:, 0, 1] += _dpoly(self.sip_a, u, v)[1]
-            m[:, 1, 0] += _dpoly(self.sip_b, u, v)[0]
-            m[:, 1, 1] += _dpoly(self.sip_b, u, v)[1]
+            a_u, a_v = _dpoly(self.sip_a, u, v)
+            b_u, b_v = _dpoly(self.sip_b, u, v)
+            m[:, 0, 0] += a_u
+            m[:, 0, 1] += a_v
+            m[:, 1, 0] += b_u
+            m[:, 1, 1] += b_v
         return np.einsum("ij,njk->nik", self.cd * 3600.0, m)
 
     def header(self, x0: int, y0: int) -> fits.Header:
@@ -206,6 +206,42 @@ def _add(canvas: np.ndarray, stamp: np.ndarray, ix: int, iy: int) -> None:
         canvas[y0 + ys : y0 + ye, x0 + xs : x0 + xe] += stamp[ys:ye, xs:xe]
 
 
+def max_radius_arcsec(fwhm_px: float, scale_arcsec: float) -> float:
+    """Largest half-light radius (arcsec) whose truncated profile, with the PSF kernel, fits a ``MAX_STAMP_PX``
+    stamp on pixels of ``scale_arcsec`` with a PSF of FWHM ``fwhm_px`` pixels."""
+    return (MAX_STAMP_PX // 2 - moffat_fwhm_radius(fwhm_px) - 1) / TRUNC_RE * scale_arcsec
+
+
+def add_sources(
+    canvas, which, x, y, jac, bulge, disk, shapes, is_star, fwhm_px, beta, scale, origin=(0, 0), factor=1.0
+) -> None:
+    """Add the stamps of the sources ``which``, in that order, to ``canvas``: Moffat stars and PSF-convolved
+    bulge + disk galaxies, centred on their pixel positions (x, y) less ``origin`` and multiplied by ``factor``.
+
+    ``x``, ``y``, ``bulge``, ``disk`` (fluxes), ``is_star`` and the arrays of ``shapes`` (:data:`SHAPE_COLUMNS`)
+    have one entry per source; ``jac`` (pixel-to-sky Jacobians, arcsec per pixel) one per source of ``which``.
+    ``fwhm_px``, ``beta`` and ``scale`` (arcsec per pixel) describe the PSF and the pixels of ``canvas``.
+    """
+    psf_half = moffat_fwhm_radius(fwhm_px)
+    psf = moffat_stamp(fwhm_px, beta)
+    star_size = 2 * (psf_half + 1) + 1
+    for n, i in enumerate(which):
+        ix, iy = int(np.round(x[i])), int(np.round(y[i]))
+        dx, dy = x[i] - ix, y[i] - iy
+        if is_star[i]:
+            stamp = bulge[i] * moffat_stamp(fwhm_px, beta, dx, dy, size=star_size)
+        else:
+            rb, rd = shapes["r_bulge_arcsec"][i], shapes["r_disk_arcsec"][i]
+            r_max = max(rb if bulge[i] > 0 else 0.0, rd if disk[i] > 0 else 0.0) / scale
+            stamp = galaxy_stamp(
+                stamp_size(r_max, psf_half, MAX_STAMP_PX), dx, dy, jac[n], bulge[i], disk[i], rb, rd,
+                shapes["q_bulge"][i], shapes["q_disk"][i], shapes["pa_deg"][i], psf,
+            )  # fmt: skip
+        if factor != 1.0:
+            stamp = stamp * factor
+        _add(canvas, stamp, ix - origin[0], iy - origin[1])
+
+
 def _noise_field(entropy: int, x0: int, y0: int, nx: int, ny: int) -> np.ndarray:
     """Unit Gaussian noise of the canvas window [y0:y0+ny, x0:x0+nx], the same whichever window asks for it."""
     b = NOISE_BLOCK
@@ -238,26 +274,13 @@ def render_tile(job: BandJob, k: int) -> np.ndarray | None:
         if not covered.any():
             return None
     ix, iy = np.round(job.x).astype(int), np.round(job.y).astype(int)
-    dx, dy = job.x - ix, job.y - iy
-    psf_half = moffat_fwhm_radius(job.noise.fwhm_px)
-    psf = moffat_stamp(job.noise.fwhm_px, job.beta)
-    star_size = 2 * (psf_half + 1) + 1
     reach = MAX_STAMP_PX // 2 + 1
     near = np.flatnonzero((ix > x0 - reach) & (ix < x0 + t + reach) & (iy > y0 - reach) & (iy < y0 + t + reach))
     img = np.zeros((t, t))
-    sh = job.shapes
-    for i in near:
-        if job.is_star[i]:
-            stamp = job.bulge[i] * moffat_stamp(job.noise.fwhm_px, job.beta, dx[i], dy[i], size=star_size)
-        else:
-            rb, rd = sh["r_bulge_arcsec"][i], sh["r_disk_arcsec"][i]
-            r_max = max(rb if job.bulge[i] > 0 else 0.0, rd if job.disk[i] > 0 else 0.0) / job.scale
-            size = stamp_size(r_max, psf_half, MAX_STAMP_PX)
-            stamp = galaxy_stamp(
-                size, dx[i], dy[i], job.jac[i], job.bulge[i], job.disk[i], rb, rd,
-                sh["q_bulge"][i], sh["q_disk"][i], sh["pa_deg"][i], psf,
-            )  # fmt: skip
-        _add(img, stamp, ix[i] - x0, iy[i] - y0)
+    add_sources(
+        img, near, job.x, job.y, job.jac[near], job.bulge, job.disk, job.shapes, job.is_star,
+        job.noise.fwhm_px, job.beta, job.scale, origin=(x0, y0),
+    )  # fmt: skip
     n = job.noise
     var = (np.clip(img, 0.0, None) + n.sky) / n.gain + (n.read_noise_e / n.gain) ** 2
     img += _noise_field(job.noise_entropy, x0, y0, t, t) * np.sqrt(var)

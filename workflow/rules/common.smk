@@ -17,6 +17,7 @@ except ConfigError as err:
 R = config["results"]
 SIMULATED = "simulation" in config
 SURVEY_DIR = f"{R}/survey"
+SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"]
 MODELS = list(config["models"])
 FOLDS = list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
@@ -98,10 +99,9 @@ def section_params(wildcards):
 
 
 def cutout_argv(wildcards, output):
-    sources = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"]
     c = config["cutouts"]
     k, n = map(int, wildcards.scatteritem.split("-of-"))
-    argv = ["--sources", sources, "--out", output[0], "--shard", f"{k - 1}/{n}"]
+    argv = ["--sources", SOURCES, "--out", output[0], "--shard", f"{k - 1}/{n}"]
     for band in config["survey"]["bands"]:
         argv += ["--band", f"{band}={config['survey']['mosaics'][band]}"]
     argv += ["--size", c["size"], "--pixel-scale", c["pixel_scale_arcsec"]]

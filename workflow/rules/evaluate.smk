@@ -129,12 +129,13 @@ rule report:
             *input.metrics,
             "--compare",
             *input.compare,
-            *(["--dropout", *input.dropout] if input.dropout else []),
+            "--dropout",
+            *input.dropout,
             "--config",
             input.cfg,
             "--out",
             output[0],
         ],
-        code=code_hash("report", "report_figures", "report_experiments"),
+        code=code_hash("report", "report_figures", "report_experiments", "metrics"),
     script:
         STEP

@@ -31,7 +31,7 @@ rule predict_chunk:
             "--out",
             output.predictions,
             "--sources",
-            f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"],
+            SOURCES,
         ],
         code=code_hash("predict", "inference", "nn", "preprocess", "pdf", "ensemble"),
     script:
