@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from pipeline.bootstrap import paired_bootstrap
+from pipeline.core.bootstrap import paired_bootstrap
 
 
 def _data(n, seed=0):

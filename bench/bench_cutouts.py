@@ -1,4 +1,4 @@
-"""Time :func:`pipeline.cutouts.extract_cutouts` against per-source references, in one run on the same sources.
+"""Time :func:`pipeline.steps.cutouts.extract_cutouts` against per-source references, in one run on the same sources.
 
 Bilinear: ``reproject.reproject_interp`` per source onto the same TAN grid (no background subtraction); our output
 is divided by the flux scale factor (output / input pixel area at the tile centre), which reproject does not apply.
@@ -25,7 +25,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_area
 
-from pipeline.cutouts import extract_cutouts
+from pipeline.steps.cutouts import extract_cutouts
 
 FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss-frames" / "001035-6-0017"
 SCALE = 0.396
@@ -63,7 +63,7 @@ def _output_wcs(ra, dec, size):
 
 def _exact_lanczos(images, bands, ra, dec, size):
     """Our Lanczos-3 kernel with the exact WCS at every output pixel, source by source: (N, n_bands, S, S)."""
-    from pipeline import resample
+    from pipeline.core import resample
 
     grid = resample.ControlGrid(size, SCALE)
     out = np.zeros((len(ra), len(bands), size, size), dtype=np.float32)

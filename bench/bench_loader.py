@@ -1,9 +1,10 @@
 """Sustained random-batch samples/s of each datacube reader beside the model's training samples/s on one device.
 
-Makes a synthetic store with :mod:`pipeline.datacube`'s writer (HDF5 chunked along objects, uncompressed, and the
+Makes a synthetic store with :mod:`pipeline.store.cubes`'s writer (HDF5 chunked along objects, uncompressed, and the
 cube Parquet beside it), then times batches of random indices drawn like an epoch's shuffle from:
 
-- ``memory``   the cube standardised once on the device, a gather per batch (:class:`pipeline.loader.InMemoryCubes`)
+- ``memory``   the cube standardised once on the device, a gather per batch
+  (:class:`pipeline.store.loader.InMemoryCubes`)
 - ``memmap``   out of core: raw rows through a NumPy memmap of the HDF5 file, standardised, moved to the device
 - ``h5-loop``  out of core: a loop of ``ds[i]`` (the fallback for compressed stores), standardised, moved
 - ``h5-fancy`` h5py fancy indexing ``ds[sorted idx]`` (raw, for reference)
@@ -35,22 +36,26 @@ import torch
 import torch.nn.functional as F
 from bench_train import BANDS, timed  # bench/ is on sys.path when this file runs as a script
 
-from pipeline import datacube, loader
-from pipeline.bands import sort_bands
+from pipeline.core.bands import sort_bands
+from pipeline.core.preprocess import FoldStatistics
 from pipeline.nn import build_model
-from pipeline.train import augment, regression_loss
+from pipeline.steps.train import augment, regression_loss
+from pipeline.store import cubes, loader
 
 
 def make_store(path: Path, n: int, n_bands: int, size: int) -> None:
     bands = sort_bands(BANDS[n_bands])
     rng = np.random.default_rng(0)
-    with datacube.store_writer(path, bands, size) as writer:
-        for start in range(0, n, datacube.ROW_GROUP_OBJECTS):
-            m = min(datacube.ROW_GROUP_OBJECTS, n - start)
+    stats = FoldStatistics()
+    with cubes.cube_writer(path, bands, size, parquet_pixels=True) as writer:
+        for start in range(0, n, cubes.ROW_GROUP_OBJECTS):
+            m = min(cubes.ROW_GROUP_OBJECTS, n - start)
             block = rng.standard_normal((m, n_bands, size, size), dtype=np.float32)
             writer.append(np.arange(start, start + m), block, np.ones((m, n_bands), np.float32))
+            stats.add(block)
         rows = pd.DataFrame({"z_spec": rng.uniform(0, 0.4, n), "ebv": 0.02, "fold": np.arange(n) % 5})
-        writer.finish(rows, 5, {"pixel_scale_arcsec": 0.4})
+        mean, std = stats.result(size * size, rows.fold.to_numpy(), 5)
+        cubes.finish_datacube(writer, rows, mean, std, 5, {"pixel_scale_arcsec": 0.4})
 
 
 def rate(fn, batch: int, n: int, seconds: float, device, min_steps: int = 3) -> float:
@@ -144,7 +149,7 @@ def main(argv=None):
             ds = f["cubes"]
             results["h5-fancy"] = rate(lambda i: ds[np.sort(i)], args.batch, args.n, args.seconds, device)
         if not args.skip_parquet:
-            take = parquet_reader(datacube.cubes_parquet_path(path))
+            take = parquet_reader(cubes.cubes_parquet_path(path))
             results["parquet"] = rate(take, args.batch, args.n, min(args.seconds, 1.0), device, min_steps=2)
 
         train = train_rate(args, device)

@@ -17,7 +17,7 @@ import time
 import torch
 
 from pipeline.nn import build_model
-from pipeline.train import regression_loss
+from pipeline.steps.train import regression_loss
 
 BANDS = list("ugrizyjhk")
 N_BINS, SIZE, BATCH = 180, 64, 32

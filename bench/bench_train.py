@@ -19,10 +19,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from pipeline.bands import sort_bands
+from pipeline.core.bands import sort_bands
 from pipeline.nn import build_model
 from pipeline.nn.flops import count_macs
-from pipeline.train import augment, regression_loss
+from pipeline.steps.train import augment, regression_loss
 
 BANDS = {5: list("ugriz"), 6: list("grizy") + ["J"], 9: list("ugrizy") + ["J", "H", "Ks"]}
 # dense peak TFLOP/s by device name fragment: (fp32 on CUDA cores, bf16 on tensor cores)

@@ -14,7 +14,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from pipeline.cutouts import extract_cutouts
+from pipeline.steps.cutouts import extract_cutouts
 
 FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss-frames" / "001035-6-0017"
 

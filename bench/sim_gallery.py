@@ -27,7 +27,7 @@ from astropy.wcs import WCS  # noqa: E402
 
 from pipeline.sim.presets import get_preset  # noqa: E402
 from pipeline.sim.sed import ColourGrid, bulge_to_total  # noqa: E402
-from pipeline.simulate import _colour_grid, simulate_survey  # noqa: E402
+from pipeline.sim.survey import colour_grid, simulate_survey  # noqa: E402
 
 BOX_ARCSEC = 8.0
 
@@ -126,7 +126,7 @@ def colour_tracks(sdss: Path, hsc: Path, out: Path) -> None:
         good = (g[f"magerr_{b1}"] < 0.15) & (g[f"magerr_{b2}"] < 0.15)
         sc = ax.scatter(g["z_true"][good], col[good], c=g["sed_type"][good], cmap="coolwarm_r", s=4, vmin=0, vmax=3)
         preset = get_preset(name)
-        _tracks(ax, _colour_grid(tuple(preset.filters.items())), preset.ref_band, b1, b2, zmax)
+        _tracks(ax, colour_grid(tuple(preset.filters.items())), preset.ref_band, b1, b2, zmax)
         ax.set_xlim(0, zmax)
         lo, hi = np.nanpercentile(col[good], [0.5, 99.5])
         ax.set_ylim(lo - 0.3, hi + 0.3)

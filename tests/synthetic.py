@@ -30,10 +30,10 @@ def write_shard(path, object_id, cubes, coverage=None) -> None:
         f.attrs["pixel_scale_arcsec"] = 0.4
 
 
-def make_datacube(tmp_path, n: int = 120, size: int = 16, n_folds: int = 5):
+def make_datacube(tmp_path, n: int = 120, size: int = 16, n_folds: int = 5, parquet_pixels: bool = False):
     """Two shards and a training catalog packed into a datacube; returns (cube path, training catalog)."""
-    from pipeline import datacube
-    from pipeline.specz import assign_folds
+    from pipeline.core.folds import assign_folds
+    from pipeline.steps import pack
 
     cubes, z = galaxies(n, size)
     ids = np.arange(10, 10 + n)
@@ -43,12 +43,12 @@ def make_datacube(tmp_path, n: int = 120, size: int = 16, n_folds: int = 5):
         {"object_id": ids, "z_spec": z, "ebv": 0.02, "mag_r": 17.0, "fold": assign_folds(n, n_folds, 0)}
     )
     path = tmp_path / "train.h5"
-    datacube.pack(training, [tmp_path / "s0.h5", tmp_path / "s1.h5"], path, 0.9, n_folds)
+    pack.pack(training, [tmp_path / "s0.h5", tmp_path / "s1.h5"], path, 0.9, n_folds, parquet_pixels=parquet_pixels)
     return path, training
 
 
 def train_config(epochs: int = 2, **training) -> dict:
-    from pipeline.config import validate_config
+    from pipeline.core.config import validate_config
 
     cfg = {
         "training": {"epochs": epochs, "batch_size": 16, "lr": 0.003, **training},

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import bootstrap, io
+from pipeline.core import bootstrap, io
+from pipeline.steps import compare
 
 
 def _data(n, scale_b, seed=0):
@@ -81,12 +82,12 @@ def test_compare_main_inner_join_and_errors(tmp_path):
     pd.DataFrame({"object_id": ids[50:], "z_spec": zs[50:], "z_phot": zb[50:]}).to_parquet(tmp_path / "mm.parquet")
     out = tmp_path / "c.json"
     argv = ["--baseline", str(tmp_path / "base.parquet"), "--candidate", str(tmp_path / "mm.parquet")]
-    bootstrap.main([*argv, "--n-boot", "50", "--seed", "0", "--outlier-threshold", "0.05", "--out", str(out)])
+    compare.main([*argv, "--n-boot", "50", "--seed", "0", "--outlier-threshold", "0.05", "--out", str(out)])
     c = io.read_json(out)
     assert c["n_shared"] == 350 and c["baseline"] == "base" and c["candidate"] == "mm" and c["seed"] == 0
     pd.DataFrame({"object_id": ids, "z_spec": zs + 0.1, "z_phot": zb}).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="disagree on z_spec"):
-        bootstrap.main(["--baseline", str(tmp_path / "base.parquet"), "--candidate", str(tmp_path / "bad.parquet"),
+        compare.main(["--baseline", str(tmp_path / "base.parquet"), "--candidate", str(tmp_path / "bad.parquet"),
                         "--seed", "0", "--out", str(out)])  # fmt: skip
     with pytest.raises(FileNotFoundError, match="candidate"):
-        bootstrap.main([argv[0], argv[1], "--candidate", str(tmp_path / "no.parquet"), "--seed", "0", "--out", "x"])
+        compare.main([argv[0], argv[1], "--candidate", str(tmp_path / "no.parquet"), "--seed", "0", "--out", "x"])

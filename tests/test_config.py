@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from pipeline.config import ConfigError, section_config, validate_config
+from pipeline.core.config import ConfigError, section_config, validate_config
 
 
 def test_demo_config_is_valid_and_filled(demo_config):

@@ -9,8 +9,10 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from pipeline import cutouts, resample
-from pipeline.cutouts import extract_cutouts, shard_of, write_cutouts
+from pipeline.core import resample
+from pipeline.steps import cutouts
+from pipeline.steps.cutouts import extract_cutouts, shard_of
+from pipeline.store.cubes import write_cutouts
 
 from conftest import SHARED_DATA
 

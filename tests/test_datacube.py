@@ -9,25 +9,28 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 
-from pipeline import datacube, preprocess
+from pipeline.core import preprocess
+from pipeline.steps import pack
+from pipeline.store import cubes as store
 
 from synthetic import galaxies, make_datacube, write_shard
 
 
 def test_pack_joins_and_orders(tmp_path):
     path, training = make_datacube(tmp_path, n=60)
-    data = datacube.load(path)
+    data = store.load(path)
     view = pd.read_parquet(path.with_suffix(".parquet"))
     assert data["cubes"].shape == (60, 3, 16, 16)
     assert view.object_id.tolist() == data["object_id"].tolist()
     cat = training.set_index("object_id").loc[data["object_id"]]
     assert np.allclose(data["z_spec"], cat.z_spec) and (data["fold"] == cat.fold).all()
     assert data["attrs"]["bands"] == ["g", "r", "i"] and data["attrs"]["n_folds"] == 5
+    assert not store.cubes_parquet_path(path).exists()  # the Parquet pixel copy only when asked for
 
 
 def test_fold_statistics_exclude_the_test_fold(tmp_path):
     path, _ = make_datacube(tmp_path, n=60)
-    data = datacube.load(path)
+    data = store.load(path)
     for f in range(5):
         xc = preprocess.compress(data["cubes"][data["fold"] != f].astype(np.float64))
         assert np.allclose(data["norm_mean"][f], xc.mean(axis=(0, 2, 3)), rtol=1e-5)
@@ -43,13 +46,13 @@ def test_coverage_cut_and_missing_bands(tmp_path):
     cubes[4, 0] = 0
     write_shard(tmp_path / "s.h5", np.arange(20), cubes, coverage)
     training = pd.DataFrame({"object_id": np.arange(20), "z_spec": z, "ebv": 0.0, "fold": np.arange(20) % 2})
-    datacube.pack(training, [tmp_path / "s.h5"], tmp_path / "a.h5", min_coverage=0.9, n_folds=2)
+    pack.pack(training, [tmp_path / "s.h5"], tmp_path / "a.h5", min_coverage=0.9, n_folds=2)
     with h5py.File(tmp_path / "a.h5") as f:
         assert 3 not in f["object_id"][()] and 4 not in f["object_id"][()]
-    datacube.pack(training, [tmp_path / "s.h5"], tmp_path / "m.h5", 0.9, 2, allow_missing_bands=True)
+    pack.pack(training, [tmp_path / "s.h5"], tmp_path / "m.h5", 0.9, 2, allow_missing_bands=True)
     with h5py.File(tmp_path / "m.h5") as f:
         assert 3 not in f["object_id"][()] and 4 in f["object_id"][()]  # a band of no data is exempt, 0.5 is not
-    datacube.pack(training, [tmp_path / "s.h5"], tmp_path / "b.h5", min_coverage=0.0, n_folds=2)
+    pack.pack(training, [tmp_path / "s.h5"], tmp_path / "b.h5", min_coverage=0.0, n_folds=2)
     with h5py.File(tmp_path / "b.h5") as f:
         ids = f["object_id"][()].tolist()
         assert f["missing_bands"][ids.index(4)] == 1 and f["missing_bands"][ids.index(5)] == 0
@@ -60,7 +63,7 @@ def test_nothing_matches_is_an_error(tmp_path):
     write_shard(tmp_path / "s.h5", np.arange(5), cubes)
     training = pd.DataFrame({"object_id": [100], "z_spec": [0.1], "ebv": [0.0], "fold": [0]})
     with pytest.raises(ValueError, match="none of the training objects"):
-        datacube.pack(training, [tmp_path / "s.h5"], tmp_path / "c.h5", 0.9, 2)
+        pack.pack(training, [tmp_path / "s.h5"], tmp_path / "c.h5", 0.9, 2)
     assert not (tmp_path / "c.h5").exists()
 
 
@@ -70,12 +73,12 @@ def test_compression_formula():
 
 
 def test_cube_parquet_reads_back_identical_arrays(tmp_path, monkeypatch):
-    monkeypatch.setattr(datacube, "ROW_GROUP_OBJECTS", 16)  # several row groups per shard
-    path, _ = make_datacube(tmp_path, n=70)
-    data = datacube.load(path)
-    pq_path = datacube.cubes_parquet_path(path)
+    monkeypatch.setattr(store, "ROW_GROUP_OBJECTS", 16)  # several row groups per shard
+    path, _ = make_datacube(tmp_path, n=70, parquet_pixels=True)
+    data = store.load(path)
+    pq_path = store.cubes_parquet_path(path)
     assert pq_path.name == "train.cubes.parquet"
-    object_id, cubes, info = datacube.read_cubes_parquet(pq_path)
+    object_id, cubes, info = store.read_cubes_parquet(pq_path)
     assert np.array_equal(object_id, data["object_id"])
     assert cubes.dtype == np.float32 and np.array_equal(cubes, data["cubes"])
     assert info == {"shape": [3, 16, 16], "bands": ["g", "r", "i"]}
@@ -101,14 +104,15 @@ def _p19_npz(path, n=30, size=8, seed=1, **fields):
 
 
 def test_import_cube_writes_the_pack_store(tmp_path, monkeypatch):
-    from pipeline import import_cube
     from pipeline.cli import main as cli
-    from pipeline.specz import assign_folds
+    from pipeline.core.folds import assign_folds
+    from pipeline.steps import import_cube
 
-    monkeypatch.setattr(datacube, "ROW_GROUP_OBJECTS", 7)  # streamed in several blocks
+    monkeypatch.setattr(store, "ROW_GROUP_OBJECTS", 7)  # streamed in several blocks
     cube, labels = _p19_npz(tmp_path / "p19.npz")
-    cli(["import-cube", "--npz", str(tmp_path / "p19.npz"), "--out", str(tmp_path / "sdss.h5"), "--seed", "3"])
-    data = datacube.load(tmp_path / "sdss.h5")
+    cli(["import-cube", "--npz", str(tmp_path / "p19.npz"), "--out", str(tmp_path / "sdss.h5"), "--seed", "3",
+         "--parquet-pixels"])  # fmt: skip
+    data = store.load(tmp_path / "sdss.h5")
     assert data["cubes"].shape == (30, 5, 8, 8)
     assert np.array_equal(data["cubes"], cube.transpose(0, 3, 1, 2))  # N x H x W x C -> N x C x H x W
     assert data["attrs"]["bands"] == list("ugriz") and data["attrs"]["n_folds"] == 5
@@ -120,13 +124,13 @@ def test_import_cube_writes_the_pack_store(tmp_path, monkeypatch):
         assert np.allclose(data["norm_mean"][f], xc.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
     view = pd.read_parquet(tmp_path / "sdss.parquet")
     assert view.object_id.tolist() == list(range(30)) and np.allclose(view.ra, labels["ra"])
-    ids, cubes, _ = datacube.read_cubes_parquet(tmp_path / "sdss.cubes.parquet")
+    ids, cubes, _ = store.read_cubes_parquet(tmp_path / "sdss.cubes.parquet")
     assert np.array_equal(cubes, data["cubes"])
 
     # other field names for the labels, and a wrong one
     _p19_npz(tmp_path / "other.npz", z="zspec", ebv="EBV")
     import_cube.import_cube(tmp_path / "other.npz", tmp_path / "o.h5", z_field="zspec", ebv_field="EBV", n_folds=3)
-    assert datacube.load(tmp_path / "o.h5")["attrs"]["n_folds"] == 3
+    assert store.load(tmp_path / "o.h5")["attrs"]["n_folds"] == 3
     with pytest.raises(KeyError, match="no field 'z'"):
         import_cube.import_cube(tmp_path / "other.npz", tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()

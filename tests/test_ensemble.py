@@ -6,14 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import ensemble, pdf, predict, train
-from pipeline.zgrid import ZGrid
+from pipeline.core.pdf import point_estimates
+from pipeline.core.zgrid import ZGrid
+from pipeline.steps import ensemble, merge, predict, train
+from pipeline.store import pdfs
 
 from synthetic import galaxies, make_datacube, train_config, write_shard
 
 
 def _run_store(path, ids, probs, fold, seed, edges):
-    pdf.write_pdfs(path, ids, probs, edges, z_reg=np.full(len(ids), 0.1), fold=np.full(len(ids), fold),
+    pdfs.write_pdfs(path, ids, probs, edges, z_reg=np.full(len(ids), 0.1), fold=np.full(len(ids), fold),
                    seed=np.full(len(ids), seed))  # fmt: skip
 
 
@@ -30,7 +32,7 @@ def test_seeds_averaged_and_folds_assembled(tmp_path):
     catalog = pd.DataFrame({"object_id": [1, 3, 4, 5], "z_spec": [0.1, 0.2, 0.3, 0.05], "mag_r": 17.0, "fold": 0})
     table = ensemble.ensemble(runs, catalog, tmp_path / "m.parquet")
     assert table.object_id.tolist() == [1, 3, 4, 5] and table.fold.tolist() == [0, 1, 1, 0]
-    store = pdf.read_pdfs(tmp_path / "m.pdf.hdf5")
+    store = pdfs.read_pdfs(tmp_path / "m.pdf.hdf5")
     for i, oid in enumerate(store["object_id"]):
         assert np.allclose(store["pdf"][i], truth[oid], atol=1e-6)
     assert (table.n_members == 2).all() and "mag_r" in table and np.allclose(table.z_spec, catalog.z_spec)
@@ -50,11 +52,11 @@ def test_point_estimates_and_qp(tmp_path):
     p = np.zeros((2, 10))
     p[0, 3] = 1.0  # all mass in [0.3, 0.4]
     p[1] = 0.1  # uniform on [0, 1]
-    est = pdf.point_estimates(p, edges)
+    est = point_estimates(p, edges)
     assert est["z_phot"] == pytest.approx([0.35, 0.5])
     assert est["z_mode"][0] == pytest.approx(0.35) and est["z_mean"][1] == pytest.approx(0.5)
     assert est["z_lo68"][1] == pytest.approx(0.16) and est["z_hi68"][1] == pytest.approx(0.84)
-    pdf.write_pdfs(tmp_path / "x.pdf.hdf5", [7, 8], p, edges)
+    pdfs.write_pdfs(tmp_path / "x.pdf.hdf5", [7, 8], p, edges)
     ens = qp.read(str(tmp_path / "x.pdf.hdf5"))
     assert ens.npdf == 2 and np.allclose(ens.median().ravel(), est["z_phot"], atol=1e-6)
 
@@ -71,7 +73,7 @@ def test_catalog_prediction_chunks_and_merge(tmp_path):
     for k in range(2):
         write_shard(tmp_path / f"c{k}.h5", sources.object_id[k * 15 : (k + 1) * 15], cubes[k * 15 : (k + 1) * 15])
         predict.predict_catalog(tmp_path / f"c{k}.h5", models, sources, tmp_path / f"chunk{k}.parquet", "cpu")
-    merged = predict.merge_chunks([tmp_path / "chunk0.parquet", tmp_path / "chunk1.parquet"], tmp_path / "all.parquet")
+    merged = merge.merge_chunks([tmp_path / "chunk0.parquet", tmp_path / "chunk1.parquet"], tmp_path / "all.parquet")
     assert merged.object_id.tolist() == list(range(500, 530)) and (merged.n_members == 2).all()
     assert merged.z_phot.between(0, 0.4).all() and (tmp_path / "all.fits").exists()
-    assert pdf.read_pdfs(tmp_path / "all.pdf.hdf5")["pdf"].shape == (30, 20)
+    assert pdfs.read_pdfs(tmp_path / "all.pdf.hdf5")["pdf"].shape == (30, 20)

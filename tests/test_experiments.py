@@ -12,7 +12,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from pipeline.config import validate_config
+from pipeline.core.config import validate_config
 
 from conftest import tiny_config
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import datacube, inference, loader, train
-from pipeline.preprocess import standardise
+from pipeline.core.preprocess import standardise
+from pipeline.steps import train
+from pipeline.store import checkpoints, loader
+from pipeline.store import cubes as store
 
 from synthetic import make_datacube, train_config
 
@@ -21,7 +23,7 @@ def cube(tmp_path_factory):
 
 
 def test_memmap_reads_the_rows_asked_for(cube):
-    data = datacube.load(cube)
+    data = store.load(cube)
     src = loader.file_source(cube)
     assert src.kind == "memmap"
     idx = np.r_[149, 0, 64, 63, 128, 5, 5, np.random.default_rng(0).integers(0, 150, 40)]
@@ -45,7 +47,7 @@ def test_other_layouts(tmp_path, layout):
 
 
 def test_in_memory_and_streamed_batches_are_identical(cube, monkeypatch):
-    data = datacube.load(cube)
+    data = store.load(cube)
     mean, std = data["norm_mean"][2], data["norm_std"][2]
     in_memory = loader.open_cubes(cube, mean, std, "cpu", max_memory_gb=1)
     streamed = loader.open_cubes(cube, mean, std, "cpu", max_memory_gb=0)
@@ -61,6 +63,6 @@ def test_streamed_training_equals_in_memory_training(cube, tmp_path):
     cfg = train_config(epochs=1)
     train.train_one(cfg, "tiny", 0, 3, cube, tmp_path / "memory", max_memory_gb=1)
     train.train_one(cfg, "tiny", 0, 3, cube, tmp_path / "stream", max_memory_gb=0)
-    a = inference.load_checkpoint(tmp_path / "memory" / "model.pt")["model"]
-    b = inference.load_checkpoint(tmp_path / "stream" / "model.pt")["model"]
+    a = checkpoints.load_checkpoint(tmp_path / "memory" / "model.pt")["model"]
+    b = checkpoints.load_checkpoint(tmp_path / "stream" / "model.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import io, metrics
-from pipeline.pdf import write_pdfs
-from pipeline.pdf_metrics import crps_hist, pdf_quality, pit_values
+from pipeline.core import io, metrics
+from pipeline.core.pdf_metrics import crps_hist, pdf_quality, pit_values
+from pipeline.steps import evaluate
+from pipeline.store.pdfs import write_pdfs
+from pipeline.store.predictions import load_predictions
 
 
 def test_sigma_mad_known_values():
@@ -113,7 +115,7 @@ def _write_predictions(tmp_path, n=500, seed=0):
 def test_main_writes_json(tmp_path):
     path = _write_predictions(tmp_path)
     out = tmp_path / "m.json"
-    metrics.main(["--predictions", str(path), "--outlier-threshold", "0.05", "--out", str(out)])
+    evaluate.main(["--predictions", str(path), "--outlier-threshold", "0.05", "--out", str(out)])
     m = io.read_json(out)
     assert m["model"] == "model" and m["n"] == 500 and m["outlier_threshold"] == 0.05
     assert len(m["folds"]) == 5 and len(m["binned"]["mag"]) == 8 and len(m["binned"]["z_spec"]) == 8
@@ -124,7 +126,7 @@ def test_main_writes_json(tmp_path):
 
 def test_missing_files_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="predictions not found"):
-        metrics.main(["--predictions", str(tmp_path / "x.parquet"), "--outlier-threshold", "0.05", "--out", "o"])
+        evaluate.main(["--predictions", str(tmp_path / "x.parquet"), "--outlier-threshold", "0.05", "--out", "o"])
     path = _write_predictions(tmp_path)
     with pytest.raises(FileNotFoundError, match="PDF file not found"):
-        metrics.load_predictions(path, tmp_path / "nope.pdf.h5")
+        load_predictions(path, tmp_path / "nope.pdf.h5")

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import datacube, inference, io, loader, pdf, predict, train
-from pipeline.config import ConfigError, section_config, validate_config
-from pipeline.preprocess import standardise
+from pipeline.core import folds, inference, io
+from pipeline.core.config import ConfigError, section_config, validate_config
+from pipeline.core.preprocess import standardise
+from pipeline.steps import predict, train
+from pipeline.store import checkpoints, loader, pdfs
+from pipeline.store import cubes as store
 
 from synthetic import galaxies, make_datacube, train_config
 
@@ -63,21 +66,21 @@ def test_model_subsets_are_filled_normalised_and_carried(demo_config):
 # -- train_fraction -------------------------------------------------------------------------------------------------
 def test_fraction_subsets_are_nested_fold_fixed_and_sized():
     idx = np.arange(3, 503, 2)  # 250 training objects
-    subsets = {f: train.fraction_subset(idx, f, fold=2) for f in (0.4, 0.6, 0.8, 1.0)}
+    subsets = {f: folds.fraction_subset(idx, f, fold=2) for f in (0.4, 0.6, 0.8, 1.0)}
     for f, sub in subsets.items():
         assert len(sub) == round(f * 250) and np.isin(sub, idx).all() and np.all(np.diff(sub) > 0)
     assert np.array_equal(subsets[1.0], idx)
     assert set(subsets[0.4]) < set(subsets[0.6]) < set(subsets[0.8]) < set(subsets[1.0])
-    assert np.array_equal(train.fraction_subset(idx[::-1], 0.4, fold=2), subsets[0.4])  # input order is irrelevant
-    assert not np.array_equal(train.fraction_subset(idx, 0.4, fold=3), subsets[0.4])  # drawn per fold
+    assert np.array_equal(folds.fraction_subset(idx[::-1], 0.4, fold=2), subsets[0.4])  # input order is irrelevant
+    assert not np.array_equal(folds.fraction_subset(idx, 0.4, fold=3), subsets[0.4])  # drawn per fold
     with pytest.raises(ValueError, match="train_fraction"):
-        train.fraction_subset(idx, 0.0, fold=2)
+        folds.fraction_subset(idx, 0.0, fold=2)
 
 
 def test_runs_use_the_same_subset_for_every_model_and_seed(cube, tmp_path):
     cfg = subset_config(a=dict(train_fraction=0.4), b=dict(train_fraction=0.4, bands=["r"]), c=dict(train_fraction=0.6))
     cfg["training"]["val_fraction"] = 0.25
-    fold_of = datacube.load(cube, cubes=False)["fold"]
+    fold_of = store.load(cube, cubes=False)["fold"]
 
     def used(model, seed, fold=1):
         run = train.Run(cfg, model, fold, seed, cube, tmp_path / f"{model}{seed}")
@@ -123,8 +126,8 @@ def test_a_band_subset_model_trains_and_predicts_on_its_channels(cube, tmp_path)
     # written out of order and not contiguous in the cube (g, r, i): the model reads g and i, in that order
     cfg = subset_config(gi=dict(bands=["i", "g"]))
     out = train.train_one(cfg, "gi", 0, 0, cube, tmp_path / "gi")
-    meta = inference.load_checkpoint(out)["meta"]
-    data = datacube.load(cube, cubes=False)
+    meta = checkpoints.load_checkpoint(out)["meta"]
+    data = store.load(cube, cubes=False)
     assert meta["bands"] == ["g", "i"]
     assert np.allclose(meta["norm_mean"], data["norm_mean"][0][[0, 2]])
     assert np.allclose(meta["norm_std"], data["norm_std"][0][[0, 2]])
@@ -151,14 +154,14 @@ def test_a_band_subset_model_trains_and_predicts_on_its_channels(cube, tmp_path)
     assert np.array_equal(tables["gri"].z_reg, tables["gRi"].z_reg)
 
     # ... and the test fold's PDFs of the run are those the model gives on the g and i channels of the cube
-    store = h5py.File(cube, "r")
+    f = h5py.File(cube, "r")
     test = np.flatnonzero(data["fold"] == 0)
     probs, _ = inference.predict_batches(
-        model, store["cubes"][()][test][:, [0, 2]], data["ebv"][test], meta["norm_mean"], meta["norm_std"],
+        model, f["cubes"][()][test][:, [0, 2]], data["ebv"][test], meta["norm_mean"], meta["norm_std"],
         torch.device("cpu"), 20,
     )  # fmt: skip
-    store.close()
-    assert np.allclose(pdf.read_pdfs(tmp_path / "gi" / "test_pdf.h5")["pdf"], probs, atol=1e-6)
+    f.close()
+    assert np.allclose(pdfs.read_pdfs(tmp_path / "gi" / "test_pdf.h5")["pdf"], probs, atol=1e-6)
 
     _shard(tmp_path / "gr.h5", sources.object_id, cubes[:, :2], ["g", "r"])
     with pytest.raises(ValueError, match=r"lacks band\(s\) \['i'\]"):
@@ -172,7 +175,7 @@ def test_a_model_band_the_datacube_lacks_is_named(cube, tmp_path):
 
 @pytest.mark.parametrize("channels", [[0, 2], [2, 0], [1], [0, 1, 2]])
 def test_channel_selection_is_the_same_in_memory_streamed_and_from_h5py(cube, tmp_path, channels):
-    data = datacube.load(cube)
+    data = store.load(cube)
     mean, std = data["norm_mean"][3][channels], data["norm_std"][3][channels]
     in_memory = loader.open_cubes(cube, mean, std, "cpu", max_memory_gb=1, channels=channels)
     streamed = loader.open_cubes(cube, mean, std, "cpu", max_memory_gb=0, channels=channels)

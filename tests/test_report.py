@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import bootstrap, io, metrics, report
+from pipeline.core import bootstrap, io, metrics
+from pipeline.steps import report
 
 
 def _model(tmp_path, name, scale, seed=0, n=600):

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import bootstrap, io, metrics, report
-from pipeline import report_experiments as exp
+from pipeline.core import bootstrap, io, metrics
+from pipeline.report import experiments as exp
+from pipeline.steps import report
 
 N = 1600
 

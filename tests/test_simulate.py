@@ -15,7 +15,8 @@ from pipeline.sim.presets import HSC, SDSS, get_preset
 from pipeline.sim.render import TRUNC_RE, moffat_stamp
 from pipeline.sim.sed import ColourGrid, _ab_mags, extinction_coefficients, galaxy_sed
 from pipeline.sim.specz import mock_survey
-from pipeline.simulate import main, merge_shards, simulate_survey
+from pipeline.sim.survey import merge_shards, simulate_survey
+from pipeline.steps.simulate import main
 
 from conftest import SHARED_DATA
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from slurm_cluster import slurm_cluster  # noqa: F401 - the fixture
 
-from pipeline import slurm_setup
+from pipeline.tools import slurm_setup
 
 pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
 
@@ -37,7 +37,7 @@ def test_slurm_profile_survives_the_workflow_profile(repo, monkeypatch):
     assert args.latency_wait == template["latency-wait"] and args.keep_going is True
     assert args.retries == template["retries"] and args.jobs == template["jobs"]
     assert args.slurm_requeue is True
-    assert args.set_resources["train"]["gpu"].value == 1 and args.set_resources["predict_chunk"]["gpu"].value == 1
+    assert args.set_resources["train"]["gpu"].value == 1 and args.set_resources["predict"]["gpu"].value == 1
     assert args.set_threads["train"].value == template["set-threads"]["train"]
     assert args.default_resources["mem_mb"].value == template["default-resources"]["mem_mb"]
     assert args.printshellcmds is True  # the workflow profile (profiles/default) is read as well

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import specz
-from pipeline.config import validate_config
+from pipeline.core.config import validate_config
+from pipeline.steps import match as specz
 
 from conftest import SHARED_DATA
 

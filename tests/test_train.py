@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import inference, pdf, train
+from pipeline.core import inference
+from pipeline.steps import train
+from pipeline.store import checkpoints, pdfs
 
 from synthetic import make_datacube, train_config
 
@@ -18,7 +20,7 @@ def cube(tmp_path_factory):
 
 
 def _weights(path):
-    return inference.load_checkpoint(path)["model"]
+    return checkpoints.load_checkpoint(path)["model"]
 
 
 def test_outputs_and_test_fold(cube, tmp_path):
@@ -26,10 +28,10 @@ def test_outputs_and_test_fold(cube, tmp_path):
     train.train_one(train_config(epochs=2), "tiny", 1, 0, cube, out)
     hist = pd.read_csv(out / "history.csv")
     assert hist.epoch.tolist() == [0, 1] and np.isfinite(hist.train_loss).all()
-    store = pdf.read_pdfs(out / "test_pdf.h5")
+    store = pdfs.read_pdfs(out / "test_pdf.h5")
     assert (store["fold"] == 1).all() and len(store["object_id"]) == 20
     assert np.allclose(store["pdf"].sum(axis=1), 1, atol=1e-5)
-    meta = inference.load_checkpoint(out / "model.pt")["meta"]
+    meta = checkpoints.load_checkpoint(out / "model.pt")["meta"]
     assert meta["bands"] == ["g", "r", "i"] and meta["fold"] == 1 and meta["zgrid"]["n_bins"] == 20
 
 

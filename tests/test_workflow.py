@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -10,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import pdf
+from pipeline.store import pdfs
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -46,8 +48,32 @@ def test_wrong_config_names_the_key(repo, tmp_path, tiny):
     assert "cutouts.interpolation" in out
 
 
+def scratch_repo(repo, dest):
+    """A copy of the workflow and the package, so that a test may edit the code it runs."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    dest.mkdir(parents=True)
+    for part in ("Snakefile", "workflow", "pipeline", "config", "profiles", "envs"):
+        src = repo / part
+        (shutil.copytree(src, dest / part, ignore=ignore) if src.is_dir() else shutil.copy2(src, dest / part))
+    return dest
+
+
+def _params_changed(stdout: str) -> set[str]:
+    """The rules of a dry run with a job planned because its params (the code hash among them) changed; a job
+    planned because an upstream job reruns is listed under that reason only, whatever its params."""
+    rules, rule = set(), None
+    for line in stdout.splitlines():
+        m = re.match(r"\s*(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+        elif rule and line.strip().startswith("reason:") and "Params have changed" in line:
+            rules.add(rule)
+    return rules
+
+
 @pytest.mark.slow
 def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
+    repo = scratch_repo(repo, tmp_path / "repo")
     cfg = _write(tiny, tmp_path / "tiny.yaml")
     _snakemake(repo, tmp_path, "all", "production", "--configfile", str(cfg))
     res = tmp_path / "results"
@@ -59,7 +85,7 @@ def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
         training = pd.read_parquet(res / "datacube" / "train.parquet")
         assert sorted(pred.object_id) == sorted(training.object_id)  # every object predicted once, by its test fold
         assert set(pred.fold) == set(range(5))
-        store = pdf.read_pdfs(res / "predictions" / f"{model}.pdf.hdf5")
+        store = pdfs.read_pdfs(res / "predictions" / f"{model}.pdf.hdf5")
         assert store["pdf"].shape == (len(pred), 40)
         metrics = json.loads((res / "metrics" / f"{model}.json").read_text())
         assert metrics["n"] == len(pred) and 0 <= metrics["outlier_fraction"] <= 1
@@ -72,7 +98,24 @@ def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
     assert "p-value" in html or "p_value" in html
 
     # nothing to do when nothing changed
-    assert "Nothing to be done" in _snakemake(repo, tmp_path, "-n", "all", "--configfile", str(cfg)).stdout
+    targets = ("all", "production", "--configfile", str(cfg))
+    assert "Nothing to be done" in _snakemake(repo, tmp_path, "-n", *targets).stdout
+
+    # an edit deep in the code reruns exactly the steps whose imports reach it (compare -> core.bootstrap; report ->
+    # report.html -> store.dropouts; pack -> core.preprocess), and what depends on them, nothing upstream
+    for module, importers, untouched in (
+        ("core/bootstrap.py", {"compare"}, {"ensemble", "evaluate", "train", "merge"}),
+        ("store/dropouts.py", {"report"}, {"compare", "evaluate", "ensemble"}),
+        ("core/preprocess.py", {"pack"}, {"simulate", "cutouts", "match"}),
+    ):
+        path = repo / "pipeline" / module
+        original = path.read_text()
+        path.write_text(original + "\n# an edit\n")
+        proc = _snakemake(repo, tmp_path, "-n", *targets)
+        assert _params_changed(proc.stdout) == importers, (module, proc.stdout[-3000:])
+        assert not untouched & set(_job_counts(proc.stdout)), module
+        path.write_text(original)
+    assert "Nothing to be done" in _snakemake(repo, tmp_path, "-n", *targets).stdout
 
     # changing one model's options reruns that model's jobs and what depends on them, nothing else
     tiny["models"]["multimodal"]["options"]["fusion"] = "middle"

@@ -41,3 +41,10 @@ def build_model(name: str, bands, n_bins: int, image_size: int = 64, **options) 
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
     return cls(list(bands), int(n_bins), int(image_size), **options)
+
+
+def model_class(name: str) -> type:
+    """The class registered as ``name``; ``ValueError`` naming the valid ones otherwise."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}: valid are {', '.join(list_models())}")
+    return _MODELS[name]

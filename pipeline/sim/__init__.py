@@ -1,1 +1,1 @@
-"""Private parts of the embedded simulated survey; the public entry point is :mod:`pipeline.simulate`."""
+"""The embedded simulated survey; :mod:`pipeline.sim.survey` makes it and :mod:`pipeline.steps.simulate` runs it."""

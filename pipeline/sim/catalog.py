@@ -25,7 +25,7 @@ def _power_law_mags(rng, n, lo, hi, slope):
     return np.log10(a + rng.uniform(size=n) * (b - a)) / slope
 
 
-def _tan_deproject(xi_deg, eta_deg, centre):
+def tan_deproject(xi_deg, eta_deg, centre):
     """Gnomonic deprojection of tangent-plane offsets (deg, xi east, eta north) around ``centre`` (ra, dec deg)."""
     ra0, dec0 = np.deg2rad(centre)
     xi, eta = np.deg2rad(xi_deg), np.deg2rad(eta_deg)
@@ -111,7 +111,7 @@ def draw_catalog(
     movers, hosts = movers[ok], hosts[ok]
     xi[movers] = np.clip(xi[hosts] + sep[ok] * np.sin(ang[ok]), -width / 2, width / 2)
     eta[movers] = np.clip(eta[hosts] + sep[ok] * np.cos(ang[ok]), -height / 2, height / 2)
-    ra, dec = _tan_deproject(xi, eta, centre)
+    ra, dec = tan_deproject(xi, eta, centre)
 
     m_ref = np.empty(n_sources)
     m_ref[:n_gal] = _power_law_mags(rng, n_gal, *preset.gal_mag_range, preset.count_slope)

@@ -21,14 +21,16 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from ..bands import sort_bands
-from ..io import atomic_path, write_json
-from ..sky import unit_vectors
+from pipeline.core.bands import sort_bands
+from pipeline.core.io import atomic_path, write_json
+from pipeline.core.sky import unit_vectors
+
 from .catalog import component_fluxes, draw_catalog, tan_project
 from .mosaic import MAX_STAMP_PX, SHAPE_COLUMNS, add_sources, max_radius_arcsec
 from .noise import ZERO_POINT
+from .survey import check_destination, colour_grid, parameters
 
-log = logging.getLogger("pipeline.simulate")
+log = logging.getLogger("pipeline.sim")
 
 ZP_KEYS = ("MAGZERO", "MAGZP", "MAGZPT", "ZP", "ZEROPT", "PHOTZP")
 PSF_KEYS = ("PSF_FWHM", "PSFFWHM", "SEEING", "FWHM")
@@ -153,11 +155,10 @@ def inject_survey(sim_cfg: dict, globs: dict, out, psf_fwhm_arcsec=None, zero_po
     dict
         The content of ``survey.json``.
     """
-    from ..simulate import _check_destination, _colour_grid, _parameters
 
     t_start = time.monotonic()
     sim_cfg = {"star_fraction": 0.0, **sim_cfg}
-    params, preset = _parameters(sim_cfg)
+    params, preset = parameters(sim_cfg)
     bands = sort_bands(globs)
     unknown = [b for b in bands if b not in preset.bands]
     if unknown:
@@ -169,7 +170,7 @@ def inject_survey(sim_cfg: dict, globs: dict, out, psf_fwhm_arcsec=None, zero_po
     params["psf_fwhm_arcsec"] = psf_fwhm_arcsec
     params["zero_point"] = zero_point
     out = Path(out)
-    _check_destination(out, params)
+    check_destination(out, params)
     tiles = {}
     for band in bands:
         paths = sorted(Path(p) for p in glob.glob(globs[band]))
@@ -185,7 +186,7 @@ def inject_survey(sim_cfg: dict, globs: dict, out, psf_fwhm_arcsec=None, zero_po
     streams = np.random.SeedSequence(params["seed"]).spawn(2)
     rng_cat, rng_noise = (np.random.default_rng(s) for s in streams)
     r_cap = min(max_radius_arcsec(t.psf_fwhm / t.scale, t.scale) for t in all_tiles)
-    grid = _colour_grid(tuple(preset.filters.items()))
+    grid = colour_grid(tuple(preset.filters.items()))
     df = draw_catalog(
         preset, params["n_sources"], params["star_fraction"], rng_cat, r_cap, grid, centre=centre, extent_deg=extent
     )

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .catalog import FIELD_CENTRE_DEG, _tan_deproject, tan_project
+from .catalog import FIELD_CENTRE_DEG, tan_deproject, tan_project
 from .noise import ZERO_POINT, BandNoise
 from .render import TRUNC_RE, galaxy_stamp, moffat_fwhm_radius, moffat_stamp, stamp_size
 
-log = logging.getLogger("pipeline.simulate")
+log = logging.getLogger("pipeline.sim")
 
 MAX_STAMP_PX = 97
 TILE_OVERLAP_PX = 64
@@ -147,7 +147,7 @@ def band_grid(
     """
     rot = np.deg2rad(rng.uniform(-0.5, 0.5))
     offset = rng.uniform(-5.0, 5.0, 2) / 3600.0
-    crval = _tan_deproject(offset[0], offset[1], FIELD_CENTRE_DEG)
+    crval = tan_deproject(offset[0], offset[1], FIELD_CENTRE_DEG)
     s = scale_arcsec / 3600.0
     cd = s * np.array([[-np.cos(rot), np.sin(rot)], [np.sin(rot), np.cos(rot)]])
     size = int(np.ceil((side_deg * 3600.0 + 2 * _MARGIN_ARCSEC) / scale_arcsec))

@@ -1,71 +1,118 @@
-# Spec-z compilation and matching, then the datacube of the training objects.
+# The datacube of the training objects: spec-z compilation and matching, then packing of their cutouts; or the
+# import of cutouts made elsewhere (survey.cube).
 
 
-rule match:
-    input:
-        survey_inputs("sources") + survey_inputs("specz") if not SIMULATED else [SURVEY_DIR],
-        cfg=f"{R}/config/match.yaml",
-    output:
-        training=f"{R}/catalog/training.parquet",
-        summary=f"{R}/catalog/specz_summary.csv",
-        conflicts=f"{R}/catalog/specz_conflicts.csv",
-    log:
-        "logs/match/match.log",
-    benchmark:
-        "benchmarks/match/match.tsv"
-    conda:
-        "../../envs/photoz.yaml"
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
-    params:
-        step="match",
-        argv=lambda wc, input, output: [
-            "--config",
-            input.cfg,
-            "--out",
-            output.training,
-            "--summary",
-            output.summary,
-            "--conflicts",
-            output.conflicts,
-        ],
-        code=code_hash("specz", "sky", "io"),
-    script:
-        STEP
+if not IMPORTED:
+
+    rule match:
+        input:
+            survey_inputs("sources") + survey_inputs("specz") if not SIMULATED else [SURVEY_DIR],
+            cfg=f"{R}/config/match.yaml",
+        output:
+            training=f"{R}/catalog/training.parquet",
+            summary=f"{R}/catalog/specz_summary.csv",
+            conflicts=f"{R}/catalog/specz_conflicts.csv",
+        log:
+            "logs/match/match.log",
+        benchmark:
+            "benchmarks/match/match.tsv"
+        conda:
+            "../../envs/photoz.yaml"
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=lambda wc, attempt: 30 * attempt,
+        params:
+            step="match",
+            argv=lambda wc, input, output: [
+                "--config",
+                input.cfg,
+                "--out",
+                output.training,
+                "--summary",
+                output.summary,
+                "--conflicts",
+                output.conflicts,
+            ],
+            code=code_hash("match"),
+        script:
+            STEP
 
 
-rule pack:
-    input:
-        training=rules.match.output.training,
-        shards=gather.shards(f"{R}/cutouts/shard-{{scatteritem}}.h5"),
-    output:
-        cube=f"{R}/datacube/train.h5",
-        catalog=f"{R}/datacube/train.parquet",
-    log:
-        "logs/pack/pack.log",
-    benchmark:
-        "benchmarks/pack/pack.tsv"
-    conda:
-        "../../envs/photoz.yaml"
-    resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
-    params:
-        step="pack",
-        argv=lambda wc, input, output: [
-            "--training",
-            input.training,
-            "--cutouts",
-            *input.shards,
-            "--out",
-            output.cube,
-            "--min-coverage",
-            config["selection"]["min_coverage"],
-            "--folds",
-            config["folds"]["n"],
-            *(["--allow-missing-bands"] if config["selection"]["allow_missing_bands"] else []),
-        ],
-        code=code_hash("datacube", "preprocess", "io"),
-    script:
-        STEP
+    rule pack:
+        input:
+            training=rules.match.output.training,
+            shards=gather.shards(f"{R}/cutouts/shard-{{scatteritem}}.h5"),
+        output:
+            cube=DATACUBE,
+            catalog=DATACUBE_CATALOG,
+        log:
+            "logs/pack/pack.log",
+        benchmark:
+            "benchmarks/pack/pack.tsv"
+        conda:
+            "../../envs/photoz.yaml"
+        resources:
+            mem_mb=lambda wc, attempt: 8000 * attempt,
+            runtime=lambda wc, attempt: 60 * attempt,
+        params:
+            step="pack",
+            argv=lambda wc, input, output: [
+                "--training",
+                input.training,
+                "--cutouts",
+                *input.shards,
+                "--out",
+                output.cube,
+                "--min-coverage",
+                config["selection"]["min_coverage"],
+                "--folds",
+                config["folds"]["n"],
+                *(["--allow-missing-bands"] if config["selection"]["allow_missing_bands"] else []),
+                *(["--parquet-pixels"] if config["datacube"]["parquet_pixels"] else []),
+            ],
+            code=code_hash("pack"),
+        script:
+            STEP
+
+else:
+
+    rule import_cube:
+        input:
+            CUBE["path"],
+        output:
+            cube=DATACUBE,
+            catalog=DATACUBE_CATALOG,
+        log:
+            "logs/import_cube/import_cube.log",
+        benchmark:
+            "benchmarks/import_cube/import_cube.tsv"
+        conda:
+            "../../envs/photoz.yaml"
+        resources:
+            mem_mb=lambda wc, attempt: 8000 * attempt,
+            runtime=lambda wc, attempt: 60 * attempt,
+        params:
+            step="import-cube",
+            argv=lambda wc, input, output: [
+                "--npz",
+                input[0],
+                "--out",
+                output.cube,
+                "--bands",
+                *config["survey"]["bands"],
+                "--z-field",
+                CUBE["columns"]["z"],
+                "--ebv-field",
+                CUBE["columns"]["ebv"],
+                *(["--id-field", CUBE["columns"]["id"]] if CUBE["columns"].get("id") else []),
+                "--folds",
+                config["folds"]["n"],
+                "--seed",
+                config["folds"]["seed"],
+                "--pixel-scale",
+                CUBE["pixel_scale_arcsec"],
+                *(["--parquet-pixels"] if config["datacube"]["parquet_pixels"] else []),
+            ],
+            code=code_hash("import_cube"),
+        script:
+            STEP

@@ -1,23 +1,29 @@
 # Config validation, derived names and input functions shared by the rules.
 import glob
-import hashlib
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
 
-from pipeline.config import ConfigError, section_config, validate_config  # noqa: E402
+from pipeline.core.config import ConfigError, section_config  # noqa: E402
+from pipeline.tools.check_config import check_config  # noqa: E402
+from pipeline.tools.code_hash import code_hash  # noqa: E402
 
 try:
-    validate_config(config, source="config")
+    check_config(config, source="config")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 R = config["results"]
 SIMULATED = "simulation" in config
+# cutouts made elsewhere, imported as the datacube instead of cut from mosaics and packed
+IMPORTED = "cube" in config["survey"]
+CUBE = config["survey"].get("cube")
+DATACUBE = f"{R}/datacube/train.h5"
+DATACUBE_CATALOG = f"{R}/datacube/train.parquet"
 SURVEY_DIR = f"{R}/survey"
-SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"]["sources"]
+SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"].get("sources")
 MODELS = list(config["models"])
 FOLDS = list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
@@ -39,17 +45,6 @@ wildcard_constraints:
     candidate="|".join(map(re.escape, MODELS)),
     fold=r"\d+",
     seed=r"\d+",
-
-
-def code_hash(*modules):
-    """Hash of pipeline modules (or subpackages): a rule's params, so that editing its step reruns it."""
-    h = hashlib.sha256()
-    for name in modules:
-        base = Path(workflow.basedir, "pipeline", name)
-        files = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
-        for f in files:
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def survey_inputs(kind):
@@ -82,7 +77,7 @@ SECTIONS = {"simulation": ("simulation",), "match": ("survey", "specz", "selecti
 
 def write_section(path, cfg, log):
     import yaml
-    from pipeline.io import atomic_path
+    from pipeline.core.io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -29,7 +29,7 @@ rule evaluate:
             "--mag-column",
             config["survey"]["mag_column"],
         ],
-        code=code_hash("metrics", "pdf_metrics", "pdf"),
+        code=code_hash("evaluate"),
     script:
         STEP
 
@@ -67,19 +67,19 @@ rule compare:
             "--threads",
             threads,
         ],
-        code=code_hash("bootstrap"),
+        code=code_hash("compare"),
     script:
         STEP
 
 
-rule drop_test:
+rule drop_modalities:
     input:
         runs=lambda wc: model_runs(wc, "model.pt"),
-        cube=rules.pack.output.cube,
+        cube=DATACUBE,
     output:
         f"{R}/metrics/dropout/{{model}}.parquet",
     log:
-        "logs/drop_test/{model}.log",
+        "logs/drop_modalities/{model}.log",
     conda:
         "../../envs/photoz.yaml"
     threads: 2
@@ -88,7 +88,7 @@ rule drop_test:
         runtime=lambda wc, attempt: 60 * attempt,
         cpus_per_task=lambda wc, threads: threads,
     params:
-        step="drop-test",
+        step="drop-modalities",
         argv=lambda wc, input, output, threads: [
             "--runs",
             *input.runs,
@@ -99,7 +99,7 @@ rule drop_test:
             "--threads",
             threads,
         ],
-        code=code_hash("drop_test", "inference", "nn", "pdf", "loader", "datacube"),
+        code=code_hash("drop_modalities"),
     script:
         STEP
 
@@ -109,7 +109,7 @@ rule report:
         predictions=expand(rules.ensemble.output.predictions, model=MODELS),
         metrics=expand(rules.evaluate.output[0], model=MODELS),
         compare=[f"{R}/metrics/compare/{a}--{b}.json" for a, b in PAIRS],
-        dropout=expand(rules.drop_test.output[0], model=DROP_MODELS),
+        dropout=expand(rules.drop_modalities.output[0], model=DROP_MODELS),
         cfg=f"{R}/config/report.yaml",
     output:
         f"{R}/report/index.html",
@@ -136,6 +136,6 @@ rule report:
             "--out",
             output[0],
         ],
-        code=code_hash("report", "report_figures", "report_experiments", "metrics"),
+        code=code_hash("report"),
     script:
         STEP

@@ -2,9 +2,9 @@
 # cutouts); the chunks are merged.
 
 
-rule predict_chunk:
+rule predict:
     input:
-        cutouts=rules.cutouts.output[0],
+        cutouts=f"{R}/cutouts/shard-{{scatteritem}}.h5",
         models=lambda wc: model_runs(wc, "model.pt"),
         sources=survey_inputs("sources"),
     output:
@@ -33,12 +33,12 @@ rule predict_chunk:
             "--sources",
             SOURCES,
         ],
-        code=code_hash("predict", "inference", "nn", "preprocess", "pdf", "ensemble"),
+        code=code_hash("predict"),
     script:
         STEP
 
 
-rule merge_photoz:
+rule merge:
     input:
         gather.shards(f"{R}/photoz/{{{{model}}}}/chunk-{{scatteritem}}.parquet"),
     output:
@@ -46,20 +46,20 @@ rule merge_photoz:
         pdf=f"{R}/photoz/{{model}}.pdf.hdf5",
         fits=f"{R}/photoz/{{model}}.fits",
     log:
-        "logs/predict/{model}/merge.log",
+        "logs/merge/{model}.log",
     conda:
         "../../envs/photoz.yaml"
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
     params:
-        step="predict",
-        argv=lambda wc, input, output: ["--merge", *input, "--out", output.catalog],
-        code=code_hash("predict", "ensemble", "pdf"),
+        step="merge",
+        argv=lambda wc, input, output: [*input, "--out", output.catalog],
+        code=code_hash("merge"),
     script:
         STEP
 
 
 rule production:
     input:
-        expand(rules.merge_photoz.output.catalog, model=MODELS),
+        expand(rules.merge.output.catalog, model=MODELS),

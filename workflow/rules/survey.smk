@@ -32,30 +32,33 @@ rule simulate:
     params:
         step="simulate",
         argv=lambda wc, input, output: ["--config", input.cfg, "--out", output[0]],
-        code=code_hash("simulate", "sim"),
+        code=code_hash("simulate"),
     script:
         STEP
 
 
-rule cutouts:
-    input:
-        survey_inputs("sources") + survey_inputs("mosaics") if not SIMULATED else [SURVEY_DIR],
-    output:
-        f"{R}/cutouts/shard-{{scatteritem}}.h5",
-    log:
-        "logs/cutouts/shard-{scatteritem}.log",
-    benchmark:
-        "benchmarks/cutouts/shard-{scatteritem}.tsv"
-    conda:
-        "../../envs/photoz.yaml"
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
-        cpus_per_task=lambda wc, threads: threads,
-    params:
-        step="cutouts",
-        argv=cutout_argv,
-        code=code_hash("cutouts", "resample", "bands", "io"),
-    script:
-        STEP
+# cutouts need mosaics: none with a survey of imported cutouts (survey.cube)
+if not IMPORTED:
+
+    rule cutouts:
+        input:
+            survey_inputs("sources") + survey_inputs("mosaics") if not SIMULATED else [SURVEY_DIR],
+        output:
+            f"{R}/cutouts/shard-{{scatteritem}}.h5",
+        log:
+            "logs/cutouts/shard-{scatteritem}.log",
+        benchmark:
+            "benchmarks/cutouts/shard-{scatteritem}.tsv"
+        conda:
+            "../../envs/photoz.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=lambda wc, attempt: 60 * attempt,
+            cpus_per_task=lambda wc, threads: threads,
+        params:
+            step="cutouts",
+            argv=cutout_argv,
+            code=code_hash("cutouts"),
+        script:
+            STEP

@@ -1,11 +1,11 @@
 # One job per (model, fold, seed), then the ensemble of each model.
 
-TRAIN_CODE = code_hash("train", "inference", "nn", "preprocess", "pdf", "zgrid", "datacube", "loader")
+TRAIN_CODE = code_hash("train")
 
 
 rule train:
     input:
-        cube=rules.pack.output.cube,
+        cube=DATACUBE,
         cfg=f"{R}/config/model-{{model}}.yaml",
     output:
         model=f"{R}/models/{{model}}/fold{{fold}}/seed{{seed}}/model.pt",
@@ -51,7 +51,7 @@ rule train:
 rule ensemble:
     input:
         runs=model_runs,
-        catalog=rules.pack.output.catalog,
+        catalog=DATACUBE_CATALOG,
     output:
         predictions=f"{R}/predictions/{{model}}.parquet",
         pdf=f"{R}/predictions/{{model}}.pdf.hdf5",
@@ -65,6 +65,6 @@ rule ensemble:
     params:
         step="ensemble",
         argv=lambda wc, input, output: ["--runs", *input.runs, "--catalog", input.catalog, "--out", output.predictions],
-        code=code_hash("ensemble", "pdf"),
+        code=code_hash("ensemble"),
     script:
         STEP

@@ -1,0 +1,1 @@
+"""Shared definitions of the pipeline: z grid, metrics, folds, sky, bands, preprocessing, resampling, io, logging."""

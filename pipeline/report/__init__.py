@@ -1,0 +1,1 @@
+"""The HTML report: page assembly, figures and the figures of the paper's experiments."""

@@ -1,0 +1,97 @@
+"""Catalog-wide photo-z (``photoz predict``): every (fold, seed) model predicts, and their PDFs are averaged.
+
+The cutouts are read in blocks, so memory stays bounded whatever the size of the catalog; the workflow scatters
+the catalog over chunks, and ``photoz merge`` joins the chunk tables. A model trained on some of the survey's bands
+reads those channels of the cutouts, picked by name (``meta["bands"]`` of its checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core import io, runtime
+from pipeline.core import log as plog
+from pipeline.core.bands import channel_index
+from pipeline.core.extinction import ebv_at
+from pipeline.core.inference import model_from_checkpoint, predict_batches
+from pipeline.core.zgrid import ZGrid
+from pipeline.store import cubes, loader
+from pipeline.store.predictions import predictions_table, write_predictions
+
+log = logging.getLogger("pipeline.predict")
+
+BLOCK = 4096
+
+
+def load_models(paths: list) -> list[tuple]:
+    """Load every checkpoint; all must share bands, image size and redshift grid."""
+    models = []
+    for path in paths:
+        expect = {k: models[0][1][k] for k in ("bands", "image_size", "zgrid")} if models else None
+        models.append(model_from_checkpoint(path, expect))
+    if not models:
+        raise ValueError("no model checkpoints given")
+    return models
+
+
+def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, out, device: str = "auto") -> int:
+    """Average the PDFs of all models for every object of a cutout file; write predictions to ``out``."""
+    models = load_models(model_paths)
+    meta = models[0][1]
+    zgrid = ZGrid(**meta["zgrid"])
+    dev = runtime.pick_device(device)
+    attrs = cubes.read_attrs(cutouts)
+    chan = channel_index(meta["bands"], attrs["bands"], f"cutout file {cutouts}")
+    if int(attrs["size"]) != meta["image_size"]:
+        raise ValueError(f"{cutouts}: cutout size {int(attrs['size'])} does not match the models' {meta['image_size']}")
+    object_id, coverage = cubes.read_columns(cutouts, "object_id", "coverage")
+    reader = loader.file_source(cutouts, channels=chan)
+    ebv = _ebv_for(object_id, sources)
+    probs = np.zeros((len(object_id), zgrid.n_bins), np.float32)
+    z_reg = np.zeros(len(object_id), np.float32)
+    for start in plog.progress(range(0, len(object_id), BLOCK), total=-(-len(object_id) // BLOCK), desc="predict"):
+        block = reader.take(np.arange(start, min(start + BLOCK, len(object_id))))
+        for model, m in models:
+            p, r = predict_batches(
+                model, block, ebv[start : start + BLOCK], m["norm_mean"], m["norm_std"], dev, zgrid.n_bins
+            )
+            probs[start : start + len(p)] += p / len(models)
+            z_reg[start : start + len(p)] += r / len(models)
+    table = predictions_table(object_id, probs, zgrid.edges, z_reg=z_reg, min_coverage=coverage.min(axis=1))
+    if sources is not None:
+        keep = [c for c in sources.columns if c not in table.columns or c == "object_id"]
+        table = table.merge(sources[keep], on="object_id", how="left", validate="one_to_one")
+    table["n_members"] = len(models)
+    write_predictions(table, probs, zgrid.edges, out)
+    log.info("wrote photo-z of %d objects from %d models to %s", len(table), len(models), out)
+    return len(table)
+
+
+def _ebv_for(object_id, sources) -> np.ndarray:
+    if sources is None or "ebv" not in sources.columns:
+        if sources is None:
+            raise ValueError("--sources is needed for E(B-V) (a column 'ebv', or ra/dec to read the SFD map)")
+        rows = sources.set_index("object_id").loc[object_id]
+        return ebv_at(rows.ra, rows.dec).astype(np.float32)
+    return sources.set_index("object_id").loc[object_id, "ebv"].to_numpy(np.float32)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="photoz predict", description=__doc__.splitlines()[0])
+    parser.add_argument("--cutouts", required=True, help="cutout file of the sources to predict (HDF5)")
+    parser.add_argument("--models", nargs="+", required=True, help="model.pt of every (fold, seed) run of one model")
+    parser.add_argument("--sources", help="source catalog (E(B-V) and columns carried into the output)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", required=True, help="predictions (Parquet); PDFs go to <stem>.pdf.hdf5")
+    args = parser.parse_args(argv)
+    plog.setup()
+    sources = io.read_table(args.sources) if args.sources else None
+    predict_catalog(args.cutouts, args.models, sources, args.out, args.device)
+
+
+if __name__ == "__main__":
+    main()

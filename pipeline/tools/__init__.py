@@ -1,0 +1,1 @@
+"""Commands that are no workflow rule: config validation and the SLURM profile set-up."""
