@@ -33,8 +33,7 @@ def tiny_config(demo: dict) -> dict:
     cfg["cutouts"].update(size=16, shards=2)
     cfg["zgrid"]["n_bins"] = 40
     cfg["training"].update(epochs=2, batch_size=16)
-    for spec in cfg["models"].values():
-        spec["options"]["width"] = 0.05
+    cfg["model_defaults"] = {"options": {"width": 0.05}}
     cfg["evaluation"]["n_boot"] = 200
     return cfg
 

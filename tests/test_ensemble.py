@@ -77,3 +77,24 @@ def test_catalog_prediction_chunks_and_merge(tmp_path):
     assert merged.object_id.tolist() == list(range(500, 530)) and (merged.n_members == 2).all()
     assert merged.z_phot.between(0, 0.4).all() and (tmp_path / "all.fits").exists()
     assert pdfs.read_pdfs(tmp_path / "all.pdf.hdf5")["pdf"].shape == (30, 20)
+
+
+def test_regression_only_models_are_scored_on_z_reg(tmp_path):
+    grid = ZGrid(0, 0.4, 4)
+    ids = np.array([1, 2, 3])
+    z_reg = np.array([0.05, 0.33, 0.9])
+    pdfs.write_pdfs(tmp_path / "r.h5", ids, np.full((3, 4), 0.25), grid.edges, z_reg=z_reg, fold=np.zeros(3),
+                    seed=np.zeros(3))  # fmt: skip
+    catalog = pd.DataFrame({"object_id": ids, "z_spec": [0.05, 0.3, 0.35]})
+    table = ensemble.ensemble([tmp_path / "r.h5"], catalog, tmp_path / "m.parquet", estimate="z_reg")
+    assert np.allclose(table.z_phot, z_reg) and (table.estimate == "z_reg").all()
+    # its PDF file holds all the probability in the bin of z_reg (the untrained softmax is not written)
+    assert np.array_equal(pdfs.read_pdfs(tmp_path / "m.pdf.hdf5")["pdf"], np.eye(4, dtype=np.float32)[[0, 3, 3]])
+    from pipeline.core.metrics import evaluate
+
+    metrics = evaluate(table, None, None, 0.05, None)
+    assert metrics["estimate"] == "z_reg" and np.isclose(
+        metrics["bias"], np.mean((z_reg - [0.05, 0.3, 0.35]) / [1.05, 1.3, 1.35])
+    )
+    with pytest.raises(ValueError, match="unknown estimate"):
+        ensemble.ensemble([tmp_path / "r.h5"], catalog, tmp_path / "x.parquet", estimate="mean")

@@ -8,15 +8,18 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 from snakemake.utils import update_config
 
 from pipeline.core.config import validate_config
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 
-EXPERIMENTS = ["fusion", "size", "order", "bands", "architectures", "fraction", "all_bands", "dropout"]
+EXPERIMENTS = sorted(p.stem for p in (REPO / "config" / "experiments").glob("*.yaml"))
+# run for real at tiny size (the others validate and dry-run: their networks are those of the runs, other options)
+RUNS = ["fusion", "size", "order", "bands", "architectures", "fraction", "all_bands", "dropout", "losses"]
 NINE_BANDS = {"bands"}  # experiments that need config/surveys/hsc9-sim.yaml under them
 
 
@@ -54,16 +57,35 @@ def test_band_subsets_need_the_nine_band_layer(repo):
         validate_config(without)
 
 
-def test_fusion_experiment_dry_run(repo, tmp_path):
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_dry_run(repo, tmp_path, name):
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
-         "--cores", "2", "-n", "all", "--configfile", *map(str, _layers(repo, "fusion"))],
+         "--cores", "2", "-n", "all", "--configfile", *map(str, _layers(repo, name))],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = (line.split() for line in proc.stdout.splitlines())
     counts = {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
-    assert counts["train"] == 7 * 5 and counts["compare"] == 6 and counts["report"] == 1
+    cfg = validate_config(_merged(repo, name))
+    assert counts["train"] == len(cfg["models"]) * 5 and counts["report"] == 1
+    assert counts["compare"] == len(cfg["evaluation"]["compare"])
+
+
+def test_survey_layers_and_the_paper_scale(repo):
+    for survey, name, seeds in (("hsc9-sim", "hsc", 3), ("hsc6-sim", "hsc", 3), ("cfhtls-sim", "cfhtls", 3)):
+        cfg = {}
+        for f in ("config.yaml", f"surveys/{survey}.yaml", "experiments/fusion.yaml", "scale/paper.yaml"):
+            update_config(cfg, yaml.safe_load((repo / "config" / f).read_text()))
+        cfg = validate_config(cfg)
+        assert cfg["survey"]["name"] == name and cfg["training"]["seeds"] == list(range(seeds))
+        assert cfg["evaluation"]["mag_max"] == 24.0 and cfg["selection"]["mag_max"] == 24.5  # evaluation-only cut
+        assert cfg["cutouts"]["size"] == 64 and cfg["training"]["batch_size"] == 32
+        assert all(m["options"]["width"] == 1.0 for m in cfg["models"].values())
+    sdss = {}
+    for f in ("config.yaml", "experiments/size.yaml", "scale/paper.yaml"):
+        update_config(sdss, yaml.safe_load((repo / "config" / f).read_text()))
+    assert validate_config(sdss)["training"]["seeds"] == [0, 1, 2, 3, 4]  # five for SDSS
 
 
 # -- every experiment for real, at tiny size --------------------------------------------------------------------
@@ -95,7 +117,7 @@ def _tiny_overrides(repo, name, cfg: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", RUNS)
 def test_experiment_runs_tiny(repo, workdir, name):
     cfg = _merged(repo, name)
     over = workdir / f"tiny-{name}.yaml"
@@ -117,3 +139,9 @@ def test_experiment_runs_tiny(repo, workdir, name):
     if name == "dropout":
         drop = res / "metrics" / "dropout" / "dropout.parquet"
         assert drop.exists() and "Modality dropout" in html
+    if name == "losses":  # Table A.1: regression-only models are scored on z_reg
+        assert "Losses (paper Appendix A" in html
+        for model in ("reg_rmse", "reg_mae", "reg_nmae"):
+            assert json.loads((res / "metrics" / f"{model}.json").read_text())["estimate"] == "z_reg"
+        pred = pd.read_parquet(res / "predictions" / "reg_mae.parquet")
+        assert (pred.z_phot == pred.z_reg).all()

@@ -76,3 +76,25 @@ def test_augment_is_a_symmetry_of_the_square():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
     y = train.augment(x, torch.Generator().manual_seed(0))
     assert torch.equal(torch.sort(y.flatten(1)).values, torch.sort(x.flatten(1)).values)
+
+
+def test_a_model_loss_overrides_the_training_loss(cube, tmp_path):
+    # a regression-only model (Appendix A) never trains its classification head; the run records its loss
+    cfg = train_config(epochs=1)
+    cfg["models"]["tiny"]["loss"] = {"classification": 0.0, "regression": 1.0, "regression_kind": "nmae"}
+    run = train.Run(cfg, "tiny", 0, 0, cube, tmp_path / "reg")
+    head = run.model.head.cls.weight.detach().clone()
+    run.fit()
+    assert torch.equal(run.model.head.cls.weight, head)  # no gradient reached it
+    assert run.meta["loss"]["regression_kind"] == "nmae" and run.meta["loss"]["classification"] == 0
+    cls = train.Run(train_config(epochs=1), "tiny", 0, 0, cube, tmp_path / "cls")
+    head = cls.model.head.cls.weight.detach().clone()
+    cls.fit()
+    assert not torch.equal(cls.model.head.cls.weight, head)
+
+
+def test_no_validation_split_unless_early_stopping(cube, tmp_path):
+    paper = train.Run(train_config(epochs=1), "tiny", 0, 0, cube, tmp_path / "a")
+    assert len(paper.val_idx) == 0 and len(paper.train_idx) == 80  # all four other folds of 100 objects
+    stop = train.Run(train_config(epochs=1, early_stopping_patience=2), "tiny", 0, 0, cube, tmp_path / "b")
+    assert len(stop.val_idx) == 8 and len(stop.train_idx) == 72  # 0.1 of them held out to stop on

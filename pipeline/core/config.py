@@ -77,6 +77,7 @@ def validate_config(cfg: dict, source: str = "config", sections=None) -> dict:
     _fill_defaults(cfg, schema)
     if sections is None:
         _derive(cfg)
+        _resolve(cfg)
         _check_cross_keys(cfg, source)
     return cfg
 
@@ -137,6 +138,19 @@ def _derive(cfg: dict) -> None:
     survey.setdefault("sources", f"{sim}/sources.parquet")
 
 
+def _resolve(cfg: dict) -> None:
+    """Complete what other keys imply: the survey's name, the paper's seeds, each model's options (over
+    ``model_defaults``) and loss (over ``training.loss``), so that a model's own section file holds all of it."""
+    survey = cfg["survey"]
+    survey.setdefault("name", cfg["simulation"]["preset"] if "simulation" in cfg else "survey")
+    if cfg["training"]["seeds"] == "paper":  # Sec. 3.4: five seeds for SDSS, three for CFHTLS and HSC
+        cfg["training"]["seeds"] = list(range(5 if survey["name"] == "sdss" else 3))
+    defaults = cfg["model_defaults"]["options"]
+    for spec in cfg["models"].values():
+        spec["options"] = {**defaults, **(spec.get("options") or {})}
+        spec["loss"] = {**cfg["training"]["loss"], **(spec.get("loss") or {})}
+
+
 def _check_cross_keys(cfg: dict, source: str) -> None:
     from pipeline.core.bands import sort_bands
 
@@ -184,6 +198,13 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
         lo, hi = cat["z_range"]
         if not lo < hi:
             problems.append(f"specz.catalogs.{i}.z_range: lower bound {lo} must be below upper bound {hi}")
+    tr = cfg["training"]
+    if tr["early_stopping_patience"] and tr["val_fraction"] == 0:
+        problems.append("training.early_stopping_patience: early stopping needs a validation set, val_fraction is 0")
+    for name, spec in cfg["models"].items():
+        loss = spec.get("loss") or tr["loss"]
+        if loss["classification"] == 0 and loss["regression"] == 0:
+            problems.append(f"models.{name}.loss: the classification and regression weights are both 0")
     zg = cfg["zgrid"]
     if not zg["z_max"] > zg["z_min"]:
         problems.append(f"zgrid.z_max: {zg['z_max']} must exceed zgrid.z_min {zg['z_min']}")

@@ -15,6 +15,14 @@ def assign_folds(n: int, n_folds: int, seed: int) -> np.ndarray:
     return folds
 
 
+def validation_fraction(training: dict) -> float:
+    """The share of the training folds held out for validation: ``training.val_fraction`` when given, else none
+    (the paper trains on all four other folds) or 0.1 when early stopping needs a validation set."""
+    if training.get("val_fraction") is not None:
+        return float(training["val_fraction"])
+    return 0.1 if training.get("early_stopping_patience") else 0.0
+
+
 def split_inner(train_idx: np.ndarray, val_fraction: float, seed: int, fold: int) -> tuple[np.ndarray, np.ndarray]:
     """Inner validation split drawn from the training folds only, never from the test fold."""
     perm = np.random.default_rng([seed, fold, 7919]).permutation(train_idx)

@@ -81,6 +81,16 @@ def equal_count_bins(values, n_bins: int) -> np.ndarray:
     return ids
 
 
+def evaluation_sample(pred: pd.DataFrame, mag_column: str | None, mag_max: float | None) -> np.ndarray:
+    """Rows (N,) that the metrics and comparisons use: all, or those with ``mag_column`` <= ``mag_max`` (the paper
+    evaluates its deep surveys at i <= 24 while training on everything); a missing column is an error then."""
+    if mag_max is None:
+        return np.ones(len(pred), bool)
+    if not mag_column or mag_column not in pred.columns:
+        raise KeyError(f"evaluation.mag_max needs the magnitude column {mag_column!r} in the predictions")
+    return pred[mag_column].to_numpy(float) <= mag_max
+
+
 def _fold_table(dz, folds, outlier_threshold) -> list[dict]:
     rows = []
     for f in np.unique(folds):
@@ -121,6 +131,7 @@ def evaluate(
     outlier_threshold: float,
     mag_column: str | None,
     n_bins: int = 8,
+    mag_max: float | None = None,
 ) -> dict:
     """All metrics of one model's predictions.
 
@@ -139,17 +150,23 @@ def evaluate(
         Magnitude column for the binned table; skipped when absent from ``pred``.
     n_bins : int
         Number of equal-count bins for the binned tables.
+    mag_max : float, optional
+        Evaluate only the objects with ``mag_column`` <= ``mag_max`` (:func:`evaluation_sample`); the others are
+        counted in ``n_cut``.
 
     Returns
     -------
     dict
-        JSON-ready metrics (see module docstring and ``docs``); fractions are plain numbers.
+        JSON-ready metrics (see module docstring and ``docs``); fractions are plain numbers. ``estimate`` says what
+        ``z_phot`` is (the PDF median, or ``z_reg`` for a regression-only model).
     """
     for col in ("z_phot", "z_spec"):
         if col not in pred.columns:
             raise KeyError(f"predictions lack the column {col!r}")
-    ok = np.isfinite(pred["z_phot"].to_numpy(float)) & np.isfinite(pred["z_spec"].to_numpy(float))
-    n_dropped = int((~ok).sum())
+    keep = evaluation_sample(pred, mag_column, mag_max)
+    n_cut = int((~keep).sum())
+    ok = np.isfinite(pred["z_phot"].to_numpy(float)) & np.isfinite(pred["z_spec"].to_numpy(float)) & keep
+    n_dropped = int((~ok).sum()) - n_cut
     if n_dropped:
         logger.warning("dropping %d rows without a finite z_phot and z_spec", n_dropped)
     if not ok.any():
@@ -162,6 +179,9 @@ def evaluate(
 
     result = {**point_metrics(dz, outlier_threshold), "outlier_threshold": float(outlier_threshold)}
     result["n_dropped"] = n_dropped
+    result["n_cut"] = n_cut
+    result["mag_max"] = mag_max
+    result["estimate"] = str(pred["estimate"].iloc[0]) if "estimate" in pred.columns else "median"
     result["definitions"] = {
         "dz": "(z_phot - z_spec) / (1 + z_spec)",
         "sigma_mad": "1.4826 * median(|dz - median(dz)|)",

@@ -33,3 +33,19 @@ def point_estimates(pdf: np.ndarray, z_edges: np.ndarray) -> dict:
         "z_lo68": q[:, 1],
         "z_hi68": q[:, 2],
     }
+
+
+def point_estimate_of(loss: dict) -> str:
+    """What a model's ``z_phot`` is: ``"z_reg"`` for a regression-only model (classification weight 0, so its
+    softmax head was never trained: paper Appendix A), else ``"median"``, the median of its PDF (Sec. 5.1)."""
+    return "z_reg" if loss.get("classification", 1.0) == 0 else "median"
+
+
+def delta_pdf(z: np.ndarray, z_edges: np.ndarray) -> np.ndarray:
+    """PDFs (N, n_bins) holding all their probability in the bin of each ``z``: the PDF of a point estimate, for
+    the PDF file of a regression-only model (values outside the grid go to its first or last bin)."""
+    z = np.asarray(z, dtype=float)
+    k = np.clip(np.searchsorted(z_edges, z, side="right") - 1, 0, len(z_edges) - 2)
+    out = np.zeros((len(z), len(z_edges) - 1), np.float32)
+    out[np.arange(len(z)), k] = 1.0
+    return out

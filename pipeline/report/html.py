@@ -21,6 +21,7 @@ import pipeline
 from pipeline.core.config import schema_default
 from pipeline.report import experiments as exp
 from pipeline.report import figures as figs
+from pipeline.report import protocol
 from pipeline.store.dropouts import NONE
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,8 @@ def render_report(
             "<p>&Delta;z = (z<sub>phot</sub> - z<sub>spec</sub>)/(1 + z<sub>spec</sub>); &sigma;<sub>MAD</sub> = "
             "1.4826 median(|&Delta;z - median &Delta;z|); &eta;: |&Delta;z| &ge; threshold; bias: mean &Delta;z.</p>"
         )
+        parts.append(protocol.protocol_paragraph(config_text, metrics))
+        parts.append(protocol.losses_table(config_text, metrics))
     else:
         parts.append("<p>No metrics given.</p>")
     if comparisons:

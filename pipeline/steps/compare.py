@@ -13,6 +13,7 @@ from pipeline.core import io
 from pipeline.core import log as plog
 from pipeline.core.bootstrap import paired_bootstrap
 from pipeline.core.config import schema_default
+from pipeline.core.metrics import evaluation_sample
 
 logger = logging.getLogger("pipeline.compare")
 
@@ -36,6 +37,10 @@ def shared_objects(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> pd.DataFrame:
     return j.rename(columns={"z_spec_a": "z_spec"})
 
 
+def _estimate(pred: pd.DataFrame) -> str:
+    return str(pred["estimate"].iloc[0]) if "estimate" in pred.columns and len(pred) else "median"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="photoz compare", description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="baseline (A) predictions Parquet")
@@ -45,6 +50,13 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--outlier-threshold", type=float, default=schema_default("evaluation.outlier_threshold"),
         help="|dz| at or above: outlier",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mag-column", default=schema_default("survey.mag_column"), help="magnitude column of --mag-max"
+    )
+    parser.add_argument(
+        "--mag-max", type=float, default=schema_default("evaluation.mag_max"),
+        help="compare only objects with --mag-column <= this",
     )  # fmt: skip
     parser.add_argument("--method", choices=("fast", "direct"), default="fast")
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: the usable cores)")
@@ -56,7 +68,9 @@ def main(argv=None) -> None:
     for role, p in paths.items():
         if not p.exists():
             raise FileNotFoundError(f"{role} predictions not found: {p}")
-    j = shared_objects(pd.read_parquet(paths["baseline"]), pd.read_parquet(paths["candidate"]))
+    pred_a, pred_b = (pd.read_parquet(p) for p in paths.values())
+    pred_a = pred_a[evaluation_sample(pred_a, args.mag_column, args.mag_max)]
+    j = shared_objects(pred_a, pred_b)
     logger.info("%d shared objects, K=%d", len(j), args.n_boot)
     result = paired_bootstrap(
         j["z_spec"].to_numpy(), j["z_phot_a"].to_numpy(), j["z_phot_b"].to_numpy(),
@@ -64,6 +78,8 @@ def main(argv=None) -> None:
     )  # fmt: skip
     result["baseline"] = paths["baseline"].name.removesuffix(".parquet")
     result["candidate"] = paths["candidate"].name.removesuffix(".parquet")
+    result["mag_max"] = args.mag_max
+    result["estimates"] = {role: _estimate(df) for role, df in (("baseline", pred_a), ("candidate", pred_b))}
     io.write_json(result, args.out)
     for name, r in result["metrics"].items():
         logger.info("%s: delta=%.3g G=%s p=%.4f", name, r["delta"], r["gain"], r["p_value"])

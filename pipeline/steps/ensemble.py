@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core import io
+from pipeline.core.pdf import delta_pdf
 from pipeline.store import pdfs
 from pipeline.store.predictions import predictions_table, write_predictions
 
 log = logging.getLogger("pipeline.ensemble")
+
+ESTIMATES = ("median", "z_reg")
 
 
 def average_runs(runs: list) -> dict:
@@ -60,12 +63,23 @@ def average_runs(runs: list) -> dict:
     return out
 
 
-def ensemble(runs: list, catalog: pd.DataFrame, out) -> pd.DataFrame:
-    """Average, assemble, attach the catalog columns and write ``out`` (Parquet) with its PDF store."""
+def ensemble(runs: list, catalog: pd.DataFrame, out, estimate: str = "median") -> pd.DataFrame:
+    """Average, assemble, attach the catalog columns and write ``out`` (Parquet) with its PDF store.
+
+    ``estimate`` is what ``z_phot`` is (:func:`pipeline.core.pdf.point_estimate_of`): ``"median"`` of the PDF, or
+    ``"z_reg"`` for a regression-only model, whose PDF store then holds all the probability in the bin of z_reg.
+    """
+    if estimate not in ESTIMATES:
+        raise ValueError(f"unknown estimate {estimate!r}: valid are {', '.join(ESTIMATES)}")
     ens = average_runs(runs)
+    if estimate == "z_reg":
+        ens["pdf"] = delta_pdf(ens["z_reg"], ens["z_edges"])
     table = predictions_table(
         ens["object_id"], ens["pdf"], ens["z_edges"], z_reg=ens["z_reg"], fold=ens["fold"], n_members=ens["n_members"]
     )
+    if estimate == "z_reg":
+        table["z_phot"] = ens["z_reg"].astype(np.float64)
+    table["estimate"] = estimate
     extra = catalog.drop(columns=[c for c in ("fold",) if c in catalog.columns])
     table = table.merge(extra, on="object_id", how="left", validate="one_to_one")
     if "z_spec" in table and table.z_spec.isna().any():
@@ -82,9 +96,12 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="test_pdf.h5 of every (fold, seed) run of a model")
     parser.add_argument("--catalog", required=True, help="catalog rows of the datacube (its Parquet view)")
     parser.add_argument("--out", required=True, help="predictions (Parquet); the PDFs go to <stem>.pdf.hdf5")
+    parser.add_argument(
+        "--estimate", choices=ESTIMATES, default="median", help="z_phot: the PDF median, or z_reg (regression-only)"
+    )
     args = parser.parse_args(argv)
     plog.setup()
-    ensemble(args.runs, io.read_table(args.catalog), args.out)
+    ensemble(args.runs, io.read_table(args.catalog), args.out, args.estimate)
 
 
 if __name__ == "__main__":

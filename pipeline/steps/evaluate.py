@@ -27,12 +27,16 @@ def main(argv=None) -> None:
         "--mag-column", default=schema_default("survey.mag_column"), help="magnitude column for the binned table"
     )
     parser.add_argument("--n-bins", type=int, default=8, help="equal-count bins for the binned tables")
+    parser.add_argument(
+        "--mag-max", type=float, default=schema_default("evaluation.mag_max"),
+        help="evaluate only objects with --mag-column <= this",
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="metrics JSON")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     plog.setup(args.verbose)
     pred, pdf, z_edges = load_predictions(args.predictions, args.pdf, need_pdf=args.pdf is not None)
-    result = evaluate(pred, pdf, z_edges, args.outlier_threshold, args.mag_column, args.n_bins)
+    result = evaluate(pred, pdf, z_edges, args.outlier_threshold, args.mag_column, args.n_bins, args.mag_max)
     result["model"] = Path(args.predictions).name.removesuffix(".parquet")
     io.write_json(result, args.out)
     logger.info(

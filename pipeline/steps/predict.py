@@ -18,6 +18,7 @@ from pipeline.core import log as plog
 from pipeline.core.bands import channel_index
 from pipeline.core.extinction import ebv_at
 from pipeline.core.inference import model_from_checkpoint, predict_batches
+from pipeline.core.pdf import delta_pdf, point_estimate_of
 from pipeline.core.zgrid import ZGrid
 from pipeline.store import cubes, loader
 from pipeline.store.predictions import predictions_table, write_predictions
@@ -61,7 +62,13 @@ def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, ou
             )
             probs[start : start + len(p)] += p / len(models)
             z_reg[start : start + len(p)] += r / len(models)
+    estimate = point_estimate_of(meta.get("loss", {}))
+    if estimate == "z_reg":  # a regression-only model: its softmax head is untrained
+        probs = delta_pdf(z_reg, zgrid.edges)
     table = predictions_table(object_id, probs, zgrid.edges, z_reg=z_reg, min_coverage=coverage.min(axis=1))
+    if estimate == "z_reg":
+        table["z_phot"] = z_reg.astype(np.float64)
+    table["estimate"] = estimate
     if sources is not None:
         keep = [c for c in sources.columns if c not in table.columns or c == "object_id"]
         table = table.merge(sources[keep], on="object_id", how="left", validate="one_to_one")

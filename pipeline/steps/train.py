@@ -26,16 +26,16 @@ import torch.nn.functional as F
 
 from pipeline.core import io, metrics, runtime
 from pipeline.core.bands import channel_index
-from pipeline.core.folds import fraction_subset, split_inner
+from pipeline.core.folds import fraction_subset, split_inner, validation_fraction
 from pipeline.core.inference import build_from_meta, predict_batches
-from pipeline.core.pdf import point_estimates
+from pipeline.core.pdf import point_estimate_of, point_estimates
 from pipeline.core.zgrid import ZGrid
 from pipeline.store import checkpoints, cubes, loader, pdfs
 
 log = logging.getLogger("pipeline.train")
 
 # beyond the model's identity, what a checkpoint must share with this run to be resumed from
-RESUME_KEYS = ("fold", "seed", "training", "norm_mean", "train_fraction", "tag")
+RESUME_KEYS = ("fold", "seed", "training", "loss", "norm_mean", "train_fraction", "tag")
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -87,6 +87,7 @@ def run_meta(cfg: dict, model_name: str, fold: int, seed: int, data: dict, cube_
         "fold": fold,
         "seed": seed,
         "training": cfg["training"],
+        "loss": {**cfg["training"]["loss"], **(spec.get("loss") or {})},
         "train_fraction": float(spec.get("train_fraction", 1.0)),
         "code_version": checkpoints.code_version(),
         "norm_mean": data["norm_mean"][fold][chan].tolist(),
@@ -97,11 +98,12 @@ def run_meta(cfg: dict, model_name: str, fold: int, seed: int, data: dict, cube_
 
 def split_objects(fold_of: np.ndarray, fold: int, meta: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices (train, validation, test) of a run: the test fold; the model's ``train_fraction`` of the other
-    folds; an inner validation share of those (``training.val_fraction``)."""
+    folds; an inner validation share of those (:func:`pipeline.core.folds.validation_fraction`: none by default,
+    the paper's protocol)."""
     is_test = fold_of == fold
     test = np.flatnonzero(is_test)
     pool = fraction_subset(np.flatnonzero(~is_test), meta["train_fraction"], fold)
-    train, val = split_inner(pool, meta["training"]["val_fraction"], meta["seed"], fold)
+    train, val = split_inner(pool, validation_fraction(meta["training"]), meta["seed"], fold)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"fold {fold}: {len(train)} training and {len(test)} test objects")
     log.info(
@@ -196,6 +198,12 @@ class Run:
         self.start_epoch = int(state["epoch"]) + 1
         log.info("resuming from %s after epoch %d", self.checkpoint_path, state["epoch"])
 
+    def z_phot(self, probs: np.ndarray, regs: list) -> np.ndarray:
+        """The model's point estimates: the PDF median, or z_reg for a regression-only model."""
+        if point_estimate_of(self.meta["loss"]) == "z_reg":
+            return np.concatenate(regs)
+        return point_estimates(probs, self.zgrid.edges)["z_phot"]
+
     # -- training ---------------------------------------------------------------------------------------------
     def loss(self, idx: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         x = self.cubes.batch(idx)
@@ -203,7 +211,7 @@ class Run:
             x = augment(x, gen)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        w = self.tcfg["loss"]
+        w = self.meta["loss"]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             logits, z_reg = self.forward(x, self.ebv[idx])
         loss = w["classification"] * F.cross_entropy(logits.float(), self.label[idx])
@@ -244,14 +252,15 @@ class Run:
             return {"val_loss": float("nan"), "val_sigma_mad": float("nan")}
         self.model.eval()
         idx = torch.from_numpy(self.val_idx).to(self.device)
-        losses, probs = [], []
+        losses, probs, regs = [], [], []
         for start in range(0, len(idx), 512):
             b = idx[start : start + 512]
             losses.append(self.loss(b, None).item() * len(b))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                logits, _ = self.forward(self.cubes.batch(b), self.ebv[b])
+                logits, z_reg = self.forward(self.cubes.batch(b), self.ebv[b])
             probs.append(torch.softmax(logits.float(), 1).cpu().numpy())
-        z_phot = point_estimates(np.concatenate(probs), self.zgrid.edges)["z_phot"]
+            regs.append(z_reg.float().cpu().numpy())
+        z_phot = self.z_phot(np.concatenate(probs), regs)
         return {
             "val_loss": sum(losses) / len(idx),
             "val_sigma_mad": metrics.sigma_mad(metrics.delta_z(z_phot, self.data["z_spec"][self.val_idx])),
@@ -301,7 +310,7 @@ class Run:
             fold=np.full(len(t), self.fold),
             seed=np.full(len(t), self.seed),
         )
-        z_phot = point_estimates(probs, self.zgrid.edges)["z_phot"]
+        z_phot = self.z_phot(probs, [z_reg])
         log.info(
             "test fold %d: %d objects, sigma_MAD %.4f",
             self.fold,

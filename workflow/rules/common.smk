@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
 
 from pipeline.core.config import ConfigError, section_config  # noqa: E402
+from pipeline.core.pdf import point_estimate_of  # noqa: E402
 from pipeline.tools.check_config import check_config  # noqa: E402
 from pipeline.tools.code_hash import code_hash  # noqa: E402
 
@@ -62,6 +63,12 @@ def survey_inputs(kind):
             raise WorkflowError(f"survey.mosaics.{band}: glob {config['survey']['mosaics'][band]!r} matches no file")
         files += found
     return files
+
+
+def mag_cut():
+    """The evaluation-only magnitude cut of evaluate and compare (none by default)."""
+    mag_max = config["evaluation"]["mag_max"]
+    return [] if mag_max is None else ["--mag-max", mag_max]
 
 
 def run_folder(model, fold, seed):

@@ -28,6 +28,7 @@ rule evaluate:
             config["evaluation"]["outlier_threshold"],
             "--mag-column",
             config["survey"]["mag_column"],
+            *mag_cut(),
         ],
         code=code_hash("evaluate"),
     script:
@@ -64,6 +65,9 @@ rule compare:
             config["evaluation"]["seed"],
             "--outlier-threshold",
             config["evaluation"]["outlier_threshold"],
+            "--mag-column",
+            config["survey"]["mag_column"],
+            *mag_cut(),
             "--threads",
             threads,
         ],

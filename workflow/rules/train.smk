@@ -64,7 +64,16 @@ rule ensemble:
         runtime=lambda wc, attempt: 30 * attempt,
     params:
         step="ensemble",
-        argv=lambda wc, input, output: ["--runs", *input.runs, "--catalog", input.catalog, "--out", output.predictions],
+        argv=lambda wc, input, output: [
+            "--runs",
+            *input.runs,
+            "--catalog",
+            input.catalog,
+            "--out",
+            output.predictions,
+            "--estimate",
+            point_estimate_of(config["models"][wc.model]["loss"]),
+        ],
         code=code_hash("ensemble"),
     script:
         STEP
