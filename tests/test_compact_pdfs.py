@@ -20,7 +20,9 @@ def _pdfs(n=50, seed=0):
     rng = np.random.default_rng(seed)
     c = 0.5 * (EDGES[1:] + EDGES[:-1])
     mu, s = rng.uniform(0.03, 0.3, (n, 1)), rng.uniform(0.006, 0.03, (n, 1))
-    p = np.exp(-0.5 * ((c - mu) / s) ** 2) + 0.4 * (rng.random((n, 1)) < 0.3) * np.exp(-0.5 * ((c - mu - 0.08) / s) ** 2)
+    p = np.exp(-0.5 * ((c - mu) / s) ** 2) + 0.4 * (rng.random((n, 1)) < 0.3) * np.exp(
+        -0.5 * ((c - mu - 0.08) / s) ** 2
+    )
     p += 1e-5
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
@@ -66,7 +68,9 @@ def test_sizes_and_quantile_settings(tmp_path):
         path = tmp_path / f"{pdfs.describe(storage).split()[0]}.hdf5"
         pdfs.write_pdfs(path, np.arange(400), p, EDGES, storage=storage)
         sizes[pdfs.describe(storage)] = path.stat().st_size
-    assert sizes["quant (10 quantiles)"] < sizes["packed_interp (bin-centre points)"] < sizes["hist (the z grid's bins)"]
+    assert (
+        sizes["quant (10 quantiles)"] < sizes["packed_interp (bin-centre points)"] < sizes["hist (the z grid's bins)"]
+    )
     assert sizes["interp (21 points)"] < sizes["hist (the z grid's bins)"]
     ens = qp.read(str(tmp_path / "quant.hdf5"))
     assert np.allclose(ens.dist.quants[1:-1], (np.arange(10) + 0.5) / 10)

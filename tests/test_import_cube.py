@@ -22,7 +22,7 @@ def _data(n=40, size=8, seed=0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
     blob = np.exp(-(xx**2 + yy**2) / 4.0)
-    cubes = (rng.uniform(1, 5, (n, len(BANDS), 1, 1)) * blob + rng.normal(0, 0.05, (n, len(BANDS), size, size)))
+    cubes = rng.uniform(1, 5, (n, len(BANDS), 1, 1)) * blob + rng.normal(0, 0.05, (n, len(BANDS), size, size))
     catalog = pd.DataFrame({
         "objID": 1000 + 7 * np.arange(n), "zspec": rng.uniform(0.01, 0.35, n), "EBV": rng.uniform(0, 0.1, n),
         "RA": rng.uniform(0, 10, n), "DEC": rng.uniform(-5, 5, n), "petroMag_r": rng.uniform(14, 17.7, n),
@@ -168,8 +168,11 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path):
     assert not (tmp_path / "x.h5").exists()
 
 
-def test_config_cross_checks_of_the_cube(tmp_path, tiny):
-    from pipeline.core.config import ConfigError, validate_config
+def test_config_cross_checks_of_the_cube(repo, tiny):
+    from pipeline.core.config import ConfigError, load_config, validate_config
+
+    example = load_config(repo / "config" / "surveys" / "imported-cutouts.yaml")  # the documented example
+    assert example["survey"]["cube"]["bands_axis"] == "first" and example["production"]["pdf"]["n_quantiles"] == 20
 
     cfg = {k: v for k, v in tiny.items() if k not in ("simulation", "specz")}
     cfg["survey"]["cube"] = {"path": "cutouts.npy", "columns": {"ebv": None, "mags": {"y": "m"}}}
@@ -184,7 +187,6 @@ def test_imported_cutouts_train_and_run_in_production(repo, tmp_path, tiny):
     """A survey given as imported cutouts (FITS, bands first, 20 px cropped to 16) runs the tiny workflow end to end,
     production included, with its PDFs stored as quantiles."""
     import qp
-
     from test_workflow import _snakemake
 
     cubes, catalog = _data(n=90, size=20, seed=4)
