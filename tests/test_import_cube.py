@@ -217,3 +217,9 @@ def test_imported_cutouts_train_and_run_in_production(repo, tmp_path, tiny):
     assert ens.dist.quants.size == 14  # 12 stored, 0 and 1 added by qp when it reads
     log = (tmp_path / "logs" / "merge" / "baseline.log").read_text()
     assert "PDFs as quant (12 quantiles)" in log
+
+
+def test_check_config_accepts_the_example(repo, capsys):
+    from pipeline.cli import main
+
+    assert main(["check-config", str(repo / "config" / "surveys" / "imported-cutouts.yaml")]) == 0

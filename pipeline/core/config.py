@@ -173,14 +173,14 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
     if "specz" not in cfg:
         if not imported:
             problems.append("specz: required unless the survey is imported cutouts (survey.cube)")
-        cfg["specz"] = {"catalogs": []}
-    for i, cat in enumerate(cfg["specz"]["catalogs"]):
+    catalogs = cfg["specz"]["catalogs"] if "specz" in cfg else []  # none with imported cutouts
+    for i, cat in enumerate(catalogs):
         if "{survey}" in cat["path"]:
             problems.append(f"specz.catalogs.{i}.path: {{survey}} stands for the simulated survey, and there is none")
-    names = [c["name"] for c in cfg["specz"]["catalogs"]]
+    names = [c["name"] for c in catalogs]
     if len(set(names)) != len(names):
         problems.append(f"specz.catalogs: duplicate names in {names}")
-    for i, cat in enumerate(cfg["specz"]["catalogs"]):
+    for i, cat in enumerate(catalogs):
         lo, hi = cat["z_range"]
         if not lo < hi:
             problems.append(f"specz.catalogs.{i}.z_range: lower bound {lo} must be below upper bound {hi}")
