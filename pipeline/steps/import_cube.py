@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core import io, preprocess
+from pipeline.core import log as plog
 from pipeline.core.bands import sort_bands
 from pipeline.core.folds import assign_folds
 from pipeline.store import cubes, cutout_arrays
@@ -190,17 +191,18 @@ def import_cube(
         order = [bands.index(b) for b in sort_bands(bands)]
         stats = preprocess.FoldStatistics()
         keep = np.ones(array.n, bool)
+        object_id = rows.object_id.to_numpy()
+        n_blocks = -(-array.n // cubes.ROW_GROUP_OBJECTS)
         with cubes.cube_writer(out, sort_bands(bands), size, parquet_pixels, n=array.n) as writer:
-            for start, block in array.blocks(cubes.ROW_GROUP_OBJECTS):
-                block, coverage, partial = _clean(block[:, order], size)
-                keep[start : start + len(block)] = ~partial
-                if nan != "drop":
-                    partial[:] = False
+            blocks = plog.progress(array.blocks(cubes.ROW_GROUP_OBJECTS), total=n_blocks, desc="import")
+            for start, block in blocks:
+                block, coverage, has_nan = _clean(block[:, order], size)
+                keep[start : start + len(block)] = ~has_nan
                 if nan == "error" and not keep.all():
                     continue  # count them all before stopping
-                writer.append(rows.object_id.to_numpy()[start : start + len(block)][~partial], block[~partial],
-                              coverage[~partial])  # fmt: skip
-                stats.add(block[~partial])
+                take = ~has_nan if nan == "drop" else np.ones(len(block), bool)
+                writer.append(object_id[start : start + len(block)][take], block[take], coverage[take])
+                stats.add(block[take])
             n_nan = int((~keep).sum())
             if n_nan and nan == "error":
                 first = np.flatnonzero(~keep)[:5].tolist()
@@ -228,7 +230,6 @@ def import_cube(
 
 
 def main(argv=None) -> None:
-    from pipeline.core import log as plog
     from pipeline.core.config import schema_default
 
     cube = "survey.cube"
