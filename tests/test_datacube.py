@@ -132,8 +132,8 @@ def test_import_cube_writes_the_pack_store(tmp_path, monkeypatch):
 
     # other field names for the labels, and a wrong one
     _p19_npz(tmp_path / "other.npz", z="zspec", ebv="EBV")
-    import_cube.import_cube(tmp_path / "other.npz", tmp_path / "o.h5", z_field="zspec", ebv_field="EBV", n_folds=3)
+    import_cube.import_cube(tmp_path / "other.npz", tmp_path / "o.h5", columns={"z": "zspec", "ebv": "EBV"}, n_folds=3)
     assert store.load(tmp_path / "o.h5")["attrs"]["n_folds"] == 3
-    with pytest.raises(KeyError, match="no field 'z'"):
+    with pytest.raises(KeyError, match="no column z='z'"):
         import_cube.import_cube(tmp_path / "other.npz", tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()

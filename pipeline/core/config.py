@@ -174,8 +174,8 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
     if imported and "simulation" in cfg:
         problems.append("survey.cube: imported cutouts and a simulation block exclude each other: remove one")
     mosaics = cfg["survey"].get("mosaics")
-    if imported:
-        pass  # the datacube comes whole from the imported cutouts
+    if imported:  # the datacube comes whole from the imported cutouts
+        problems += _cube_problems(cfg["survey"]["cube"], survey_bands)
     elif mosaics is None:
         problems.append("survey.mosaics: required when there is no simulation block (or survey.cube)")
     else:
@@ -187,14 +187,14 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
     if "specz" not in cfg:
         if not imported:
             problems.append("specz: required unless the survey is imported cutouts (survey.cube)")
-        cfg["specz"] = {"catalogs": []}
-    for i, cat in enumerate(cfg["specz"]["catalogs"]):
+    catalogs = cfg["specz"]["catalogs"] if "specz" in cfg else []  # none with imported cutouts
+    for i, cat in enumerate(catalogs):
         if "{survey}" in cat["path"]:
             problems.append(f"specz.catalogs.{i}.path: {{survey}} stands for the simulated survey, and there is none")
-    names = [c["name"] for c in cfg["specz"]["catalogs"]]
+    names = [c["name"] for c in catalogs]
     if len(set(names)) != len(names):
         problems.append(f"specz.catalogs: duplicate names in {names}")
-    for i, cat in enumerate(cfg["specz"]["catalogs"]):
+    for i, cat in enumerate(catalogs):
         lo, hi = cat["z_range"]
         if not lo < hi:
             problems.append(f"specz.catalogs.{i}.z_range: lower bound {lo} must be below upper bound {hi}")
@@ -216,3 +216,17 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
                 )
     if problems:
         raise ConfigError(f"{source}: invalid config\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _cube_problems(cube: dict, bands) -> list[str]:
+    """Cross-key checks of survey.cube (the imported cutouts)."""
+    problems = []
+    if cube.get("catalog") is None and not str(cube["path"]).lower().endswith(".npz"):
+        problems.append("survey.cube.catalog: required unless survey.cube.path is an .npz holding its 'labels'")
+    columns = cube["columns"]
+    unknown = [b for b in columns.get("mags", {}) if b not in bands]
+    if unknown:
+        problems.append(f"survey.cube.columns.mags: band(s) {unknown} not in survey.bands {list(bands)}")
+    if columns.get("ebv") is None and not (columns.get("ra") and columns.get("dec")):
+        problems.append("survey.cube.columns.ebv: null reads E(B-V) from the SFD map, which needs columns.ra and .dec")
+    return problems

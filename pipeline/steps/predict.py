@@ -2,7 +2,10 @@
 
 The cutouts are read in blocks, so memory stays bounded whatever the size of the catalog; the workflow scatters
 the catalog over chunks, and ``photoz merge`` joins the chunk tables. A model trained on some of the survey's bands
-reads those channels of the cutouts, picked by name (``meta["bands"]`` of its checkpoints).
+reads those channels of the cutouts, picked by name (``meta["bands"]`` of its checkpoints). With ``rows``, one job
+takes one of N equal row ranges of the file (the imported datacube of ``photoz import-cube`` is one file for the
+whole survey). The point estimates always come from the averaged histogram; the PDFs are stored in the
+representation asked for (``production.pdf``, :mod:`pipeline.store.pdfs`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import pandas as pd
 from pipeline.core import io, runtime
 from pipeline.core import log as plog
 from pipeline.core.bands import channel_index
+from pipeline.core.config import schema_default
 from pipeline.core.extinction import ebv_at
 from pipeline.core.inference import model_from_checkpoint, predict_batches
 from pipeline.core.pdf import delta_pdf, point_estimate_of
 from pipeline.core.zgrid import ZGrid
-from pipeline.store import cubes, loader
+from pipeline.store import cubes, loader, pdfs
 from pipeline.store.predictions import predictions_table, write_predictions
 
 log = logging.getLogger("pipeline.predict")
@@ -39,8 +43,30 @@ def load_models(paths: list) -> list[tuple]:
     return models
 
 
-def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, out, device: str = "auto") -> int:
-    """Average the PDFs of all models for every object of a cutout file; write predictions to ``out``."""
+def row_slice(rows: str | None, n: int) -> slice:
+    """``"k/N"`` -> the k-th (from 0) of N nearly equal ranges of ``n`` rows; None -> all rows."""
+    if rows is None:
+        return slice(0, n)
+    try:
+        k, parts = map(int, rows.split("/"))
+    except ValueError:
+        raise ValueError(f"rows {rows!r}: expected k/N, e.g. 0/4") from None
+    if not 0 <= k < parts:
+        raise ValueError(f"rows {rows!r}: k must be in 0..{parts - 1}")
+    return slice(k * n // parts, (k + 1) * n // parts)
+
+
+def predict_catalog(
+    cutouts,
+    model_paths: list,
+    sources: pd.DataFrame | None,
+    out,
+    device: str = "auto",
+    rows: str | None = None,
+    pdf_storage: dict | None = None,
+) -> int:
+    """Average the PDFs of all models for every object of a cutout file (or of its ``rows`` range, ``"k/N"``);
+    write predictions to ``out`` and the PDFs beside it in the ``pdf_storage`` representation (default hist)."""
     models = load_models(model_paths)
     meta = models[0][1]
     zgrid = ZGrid(**meta["zgrid"])
@@ -49,13 +75,16 @@ def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, ou
     chan = channel_index(meta["bands"], attrs["bands"], f"cutout file {cutouts}")
     if int(attrs["size"]) != meta["image_size"]:
         raise ValueError(f"{cutouts}: cutout size {int(attrs['size'])} does not match the models' {meta['image_size']}")
+    storage = pdfs.storage_spec(pdf_storage)
     object_id, coverage = cubes.read_columns(cutouts, "object_id", "coverage")
+    span = row_slice(rows, len(object_id))
+    object_id, coverage = object_id[span], coverage[span]
     reader = loader.file_source(cutouts, channels=chan)
     ebv = _ebv_for(object_id, sources)
     probs = np.zeros((len(object_id), zgrid.n_bins), np.float32)
     z_reg = np.zeros(len(object_id), np.float32)
     for start in plog.progress(range(0, len(object_id), BLOCK), total=-(-len(object_id) // BLOCK), desc="predict"):
-        block = reader.take(np.arange(start, min(start + BLOCK, len(object_id))))
+        block = reader.take(span.start + np.arange(start, min(start + BLOCK, len(object_id))))
         for model, m in models:
             p, r = predict_batches(
                 model, block, ebv[start : start + BLOCK], m["norm_mean"], m["norm_std"], dev, zgrid.n_bins
@@ -73,8 +102,9 @@ def predict_catalog(cutouts, model_paths: list, sources: pd.DataFrame | None, ou
         keep = [c for c in sources.columns if c not in table.columns or c == "object_id"]
         table = table.merge(sources[keep], on="object_id", how="left", validate="one_to_one")
     table["n_members"] = len(models)
-    write_predictions(table, probs, zgrid.edges, out)
-    log.info("wrote photo-z of %d objects from %d models to %s", len(table), len(models), out)
+    write_predictions(table, probs, zgrid.edges, out, storage=storage)
+    log.info("wrote photo-z of %d objects from %d models to %s (PDFs as %s)", len(table), len(models), out,
+             pdfs.describe(storage))  # fmt: skip
     return len(table)
 
 
@@ -93,11 +123,21 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", required=True, help="model.pt of every (fold, seed) run of one model")
     parser.add_argument("--sources", help="source catalog (E(B-V) and columns carried into the output)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--rows", help="k/N: only the k-th (from 0) of N equal row ranges of the cutout file")
+    storage = schema_default("production.pdf")
+    parser.add_argument("--pdf-representation", default=storage["representation"],
+                        help=f"qp representation of the stored PDFs: {', '.join(pdfs.REPRESENTATIONS)}")  # fmt: skip
+    parser.add_argument("--pdf-n-quantiles", type=int, default=storage["n_quantiles"], help="quantiles (quant)")
+    parser.add_argument("--pdf-n-points", type=int, default=storage["n_points"],
+                        help="points of interp / packed_interp (default: the z grid's bin centres)")  # fmt: skip
     parser.add_argument("--out", required=True, help="predictions (Parquet); PDFs go to <stem>.pdf.hdf5")
     args = parser.parse_args(argv)
     plog.setup()
+    storage = {"representation": args.pdf_representation, "n_quantiles": args.pdf_n_quantiles,
+               "n_points": args.pdf_n_points}  # fmt: skip
+    pdfs.storage_spec(storage)  # an unknown representation stops before any model is loaded
     sources = io.read_table(args.sources) if args.sources else None
-    predict_catalog(args.cutouts, args.models, sources, args.out, args.device)
+    predict_catalog(args.cutouts, args.models, sources, args.out, args.device, args.rows, storage)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ def predictions_table(object_id, probs, z_edges, **columns) -> pd.DataFrame:
     return pd.DataFrame({"object_id": np.asarray(object_id, dtype=np.int64), **est, **columns})
 
 
-def write_predictions(table: pd.DataFrame, probs, z_edges, out) -> None:
-    """Write the PDFs, then the table: the table's presence marks a complete pair."""
-    pdfs.write_pdfs(pdf_path_for(out), table.object_id.to_numpy(), probs, z_edges)
+def write_predictions(table: pd.DataFrame, probs, z_edges, out, storage=None) -> None:
+    """Write the PDFs (in the qp representation ``storage``, default hist: :func:`pipeline.store.pdfs.write_pdfs`),
+    then the table: the table's presence marks a complete pair."""
+    pdfs.write_pdfs(pdf_path_for(out), table.object_id.to_numpy(), probs, z_edges, storage=storage)
     io.write_parquet(table, out)
 
 

@@ -78,7 +78,7 @@ else:
 
     rule import_cube:
         input:
-            CUBE["path"],
+            [CUBE["path"]] + ([CUBE["catalog"]] if CUBE["catalog"] else []),
         output:
             cube=DATACUBE,
             catalog=DATACUBE_CATALOG,
@@ -93,26 +93,8 @@ else:
             runtime=lambda wc, attempt: 60 * attempt,
         params:
             step="import-cube",
-            argv=lambda wc, input, output: [
-                "--npz",
-                input[0],
-                "--out",
-                output.cube,
-                "--bands",
-                *config["survey"]["bands"],
-                "--z-field",
-                CUBE["columns"]["z"],
-                "--ebv-field",
-                CUBE["columns"]["ebv"],
-                *(["--id-field", CUBE["columns"]["id"]] if CUBE["columns"].get("id") else []),
-                "--folds",
-                config["folds"]["n"],
-                "--seed",
-                config["folds"]["seed"],
-                "--pixel-scale",
-                CUBE["pixel_scale_arcsec"],
-                *(["--parquet-pixels"] if config["datacube"]["parquet_pixels"] else []),
-            ],
+            argv=lambda wc, input, output: import_cube_argv(output),
             code=code_hash("import_cube"),
         script:
             STEP
+

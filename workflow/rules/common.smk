@@ -108,3 +108,31 @@ def cutout_argv(wildcards, output):
         argv += ["--band", f"{band}={config['survey']['mosaics'][band]}"]
     argv += ["--size", c["size"], "--pixel-scale", c["pixel_scale_arcsec"]]
     return argv + ["--interpolation", c["interpolation"], "--background", c["background"]]
+
+
+def import_cube_argv(output):
+    """The import-cube options from survey.cube, the bands, the training size and the folds."""
+    cols = CUBE["columns"]
+    argv = ["--cubes", CUBE["path"], "--out", output.cube, "--bands", *config["survey"]["bands"]]
+    argv += ["--size", config["cutouts"]["size"], "--nan", CUBE["nan"], "--pixel-scale", CUBE["pixel_scale_arcsec"]]
+    argv += ["--folds", config["folds"]["n"], "--seed", config["folds"]["seed"], "--z-field", cols["z"]]
+    argv += ["--ebv-field", cols["ebv"] if cols["ebv"] else "none"]
+    for flag, value in (("--preset", CUBE["preset"]), ("--key", CUBE["key"]), ("--catalog", CUBE["catalog"]),
+                        ("--id-field", cols["id"]), ("--ra-field", cols["ra"]), ("--dec-field", cols["dec"])):
+        if value:
+            argv += [flag, value]
+    if CUBE["bands_axis"] != "auto":
+        argv += ["--bands-axis", CUBE["bands_axis"]]
+    for band, col in cols["mags"].items():
+        argv += ["--mag", f"{band}={col}"]
+    return argv + (["--parquet-pixels"] if config["datacube"]["parquet_pixels"] else [])
+
+
+def row_range(scatteritem):
+    """Chunk "K-of-N" (K from 1) -> "K-1/N", the rows of the imported store one predict job takes."""
+    k, n = map(int, scatteritem.split("-of-"))
+    return f"{k - 1}/{n}"
+
+
+# production.pdf as predict's options: how the catalogue's PDFs are stored
+PDF_STORAGE = [f"--pdf-{k.replace('_', '-')}={v}" for k, v in config["production"]["pdf"].items() if v is not None]

@@ -1,12 +1,13 @@
 # Catalog-wide photo-z: every (fold, seed) model of a model predicts each cutout shard (a chunk, scattered like the
-# cutouts); the chunks are merged.
+# cutouts); the chunks are merged. With imported cutouts (survey.cube) the imported store is the one cutout file, its
+# rows scattered over the chunks. PDFs are stored as production.pdf says.
 
 
 rule predict:
     input:
-        cutouts=f"{R}/cutouts/shard-{{scatteritem}}.h5",
+        cutouts=DATACUBE if IMPORTED else f"{R}/cutouts/shard-{{scatteritem}}.h5",
         models=lambda wc: model_runs(wc, "model.pt"),
-        sources=survey_inputs("sources"),
+        sources=DATACUBE_CATALOG if IMPORTED else survey_inputs("sources"),
     output:
         predictions=f"{R}/photoz/{{model}}/chunk-{{scatteritem}}.parquet",
         pdf=f"{R}/photoz/{{model}}/chunk-{{scatteritem}}.pdf.hdf5",
@@ -31,7 +32,9 @@ rule predict:
             "--out",
             output.predictions,
             "--sources",
-            SOURCES,
+            DATACUBE_CATALOG if IMPORTED else SOURCES,
+            *(["--rows", row_range(wc.scatteritem)] if IMPORTED else []),
+            *PDF_STORAGE,
         ],
         code=code_hash("predict"),
     script:
