@@ -198,6 +198,11 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
         lo, hi = cat["z_range"]
         if not lo < hi:
             problems.append(f"specz.catalogs.{i}.z_range: lower bound {lo} must be below upper bound {hi}")
+    bad = [f for f in cfg["folds"]["test"] or [] if f >= cfg["folds"]["n"]]
+    if bad:
+        problems.append(
+            f"folds.test: fold(s) {bad} do not exist: there are {cfg['folds']['n']} folds, 0 to {cfg['folds']['n'] - 1}"
+        )
     tr = cfg["training"]
     if tr["early_stopping_patience"] and tr["val_fraction"] == 0:
         problems.append("training.early_stopping_patience: early stopping needs a validation set, val_fraction is 0")

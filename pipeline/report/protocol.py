@@ -45,6 +45,13 @@ def protocol_paragraph(config_text: str | None, metrics: dict[str, dict]) -> str
                 f"Each test fold's models train on all {folds - 1 if folds else 'other'} other folds (the paper's "
                 "protocol, Sec. 3.4); no validation set is held out."
             )
+    test = (cfg.get("folds") or {}).get("test")
+    if test:
+        n = max((m.get("n", 0) for m in metrics.values()), default=0)
+        parts.append(
+            f"Only fold(s) {', '.join(map(str, test))} of {folds} are test folds here: the predictions, metrics and "
+            f"comparisons cover their {n} objects, not the whole sample."
+        )
     cuts = {m.get("mag_max") for m in metrics.values()} - {None}
     if cuts:
         column = next((m.get("mag_column") for m in metrics.values() if m.get("mag_column")), "magnitude")

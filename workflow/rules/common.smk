@@ -26,7 +26,7 @@ DATACUBE_CATALOG = f"{R}/datacube/train.parquet"
 SURVEY_DIR = f"{R}/survey"
 SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"].get("sources")
 MODELS = list(config["models"])
-FOLDS = list(range(config["folds"]["n"]))
+FOLDS = config["folds"]["test"] or list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
 PAIRS = [(p["baseline"], p["candidate"]) for p in config["evaluation"]["compare"]]
 # models trained with modality dropout (paper Sec. 7.4): each gets the test-time drop of one modality at a time
