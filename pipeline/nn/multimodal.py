@@ -53,7 +53,7 @@ class Multimodal(nn.Module):
         In training, drop the features of 0..k random modalities per batch (paper Sec. 7.4): zeroed before a
         concatenation, left out of a cross fusion.
     drop_modalities : list of str
-        Modality names whose features are always dropped so (the test-time dropout of Sec. 7.4).
+        Modality names always dropped that way (the test-time dropout of Sec. 7.4).
     branch_form : {"loop", "grouped"}
         How the parallel branches run (:mod:`pipeline.nn.branches`); both load each other's state_dicts.
     """
@@ -135,4 +135,4 @@ def branch_features(model, x, fuse=None) -> torch.Tensor:
         return fuse(feats, [i for i in range(len(feats)) if i not in drop])
     for i in drop:
         feats[i] = torch.zeros_like(feats[i])
-    return fuse(feats) if fuse is not None else torch.cat(feats, 1)
+    return torch.cat(feats, 1)
