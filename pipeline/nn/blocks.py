@@ -122,18 +122,23 @@ def pooled_size(size: int, n_pools: int) -> int:
 
 
 class ValidTail(nn.Sequential):
-    """Valid-padding convs from ``size`` x ``size`` maps down to ``out_chans`` maps of 1x1.
+    """Valid-padding 3x3 convs, then average pooling to ``out_chans`` maps of 1x1 (paper Fig. 1).
 
-    3x3 valid convs (``mid`` maps) while the maps are larger than 3 pixels, then one conv whose kernel is the
-    remaining size: at 64x64 input (8x8 here) that is 8->6->4->2->1; smaller inputs just use fewer 3x3 convs.
+    3x3 valid convs of ``out_chans`` maps while the maps are at least 4 pixels wide, then the last average pooling
+    over the 2 or 3 pixels left: at 64x64 input (8x8 here) that is 8->6->4->2 then pooling, at 32x32 (4x4) one
+    conv 4->2 then pooling. Maps of 2 or 3 pixels (16- to 20-pixel inputs) get a 1x1 conv instead of the 3x3 ones.
+
+    Input (B, ``in_chans``, ``size``, ``size``); output (B, ``out_chans``).
     """
 
-    def __init__(self, in_chans: int, size: int, mid: int, out_chans: int):
+    def __init__(self, in_chans: int, size: int, out_chans: int):
         layers, c = [], in_chans
-        while size > 3:
-            layers += [nn.Conv2d(c, mid, 3), nn.ReLU()]
-            c, size = mid, size - 2
-        layers += [nn.Conv2d(c, out_chans, size), nn.ReLU(), nn.Flatten()]
+        while size >= 4:
+            layers += [nn.Conv2d(c, out_chans, 3), nn.ReLU()]
+            c, size = out_chans, size - 2
+        if not layers:
+            layers += [nn.Conv2d(c, out_chans, 1), nn.ReLU()]
+        layers += [nn.AvgPool2d(size), nn.Flatten()]
         super().__init__(*layers)
         self.out_chans = out_chans
 
@@ -145,7 +150,7 @@ def init_weights(model: nn.Module) -> nn.Module:
     input-dependent part of the latent vector was ~1e-7 of its bias-driven part at init.
     """
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and not m.weight.is_meta:  # meta: counting only, nothing to draw
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
     return model

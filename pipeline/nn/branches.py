@@ -10,18 +10,10 @@ converts it).
 
 Which form is faster depends on the hardware: see ``bench/bench_nn_forms.py``. On the CPU where the default was
 chosen (1 thread, batch 32, 64x64, 2-band early fusion, forward + backward) grouped was 1.07x (5 bands) and 1.23x
-(9 bands) the loop's time at width 1.0, 0.92x and 0.94x at width 0.1: the loop form is ``DEFAULT_FORM``, which
-also keeps the parameter names of existing checkpoints. Not yet measured on a GPU.
+(9 bands) the loop's time at width 1.0, 0.92x and 0.94x at width 0.1 (with the earlier, narrower widths): the loop
+form is ``DEFAULT_FORM``, which also keeps the parameter names of existing checkpoints. Not yet measured on a GPU.
 
-Branch width rule (:func:`branch_mult`): a branch for a modality of ``s`` of ``n`` bands uses
-``width * min(1, 2 s / n)`` times the baseline widths (``BRANCH_SCALE`` = 2). Why: the paper's Table C.1 grows
-when blocks move from the common part into the branches (about +1.4 M per block for eight 2-band branches) and
-grows faster than linearly with the modality size (its size series fits 6.94 + 0.142 n_mod s^2 + 0.065 n_mod s,
-in millions): both say that a branch's width is linear in ``s`` with a constant well above the ``1 / n`` of
-"a branch is its share of the baseline" (the fusion series implies about 2.7 / n, the size series about 3 / n).
-2 is the largest constant that keeps the size series of Table C.1 increasing while the clamp at 1 keeps a single
-all-band modality equal to the baseline. The price is compute: the 2-band early-fusion network has ~1.5x the
-baseline's multiply-accumulates (``bench/bench_nn_params.py``).
+Widths: the caller gives each branch's channel multiplier (:func:`pipeline.nn.widths.modality_mults`).
 """
 
 from __future__ import annotations
@@ -33,12 +25,6 @@ from torch import nn
 
 FORMS = ("loop", "grouped")
 DEFAULT_FORM = "loop"
-BRANCH_SCALE = 2.0
-
-
-def branch_mult(s: int, n: int, width: float) -> float:
-    """Channel multiplier of a branch for a modality of ``s`` out of ``n`` bands (see the module docstring)."""
-    return width * min(1.0, BRANCH_SCALE * s / n)
 
 
 def equal_size_groups(mods) -> list[list[int]]:
@@ -116,13 +102,12 @@ class GroupedBranches(nn.Module):
         return list(self.forward_cat(x).split(self.chans, 1))
 
 
-def make_branches(form: str, bands, mods, make, width: float) -> nn.Module:
+def make_branches(form: str, bands, mods, make, mults) -> nn.Module:
     """``LoopBranches`` or ``GroupedBranches`` by ``form``: one branch per modality in ``mods`` (tuples of band names
-    out of ``bands``, the input's channel order), widths by :func:`branch_mult`."""
+    out of ``bands``, the input's channel order) with channel multipliers ``mults`` (one per modality)."""
     if form not in FORMS:
         raise ValueError(f"unknown branch_form {form!r}: valid are {', '.join(FORMS)}")
     index = [[bands.index(b) for b in m] for m in mods]
-    mults = [branch_mult(len(m), len(bands), width) for m in mods]
     return (LoopBranches if form == "loop" else GroupedBranches)(index, make, mults)
 
 

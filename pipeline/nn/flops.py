@@ -13,9 +13,10 @@ def count_macs(model: nn.Module, n_bands: int, size: int) -> int:
     def hook(mod, inp, out):
         nonlocal total
         if isinstance(mod, nn.Conv2d):
-            total += out[0].numel() * mod.weight[0].numel()  # in_channels/groups * kh * kw per output value
+            # the whole output: a cross-fusion block runs once per modality, stacked on the batch of this one sample
+            total += out.numel() * mod.weight[0].numel()  # in_channels/groups * kh * kw per output value
         else:
-            total += mod.in_features * mod.out_features
+            total += out.shape[0] * mod.in_features * mod.out_features
 
     hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     was_training = model.training

@@ -1,9 +1,12 @@
 """Multimodal inception network (paper Sec. 4): one branch per modality, fusion, then the common blocks.
 
-Width rule (:func:`pipeline.nn.branches.branch_mult`, reasons there): a branch for a modality of ``s`` bands out of
-``n`` uses ``width * min(1, 2 s / n)`` times the baseline widths (never below 4 maps), so a single all-band
-modality with fusion after 0 blocks *is* the baseline. The branches run as a loop of modules or as grouped convolutions
-(``branch_form``; same function for the same weights, see :mod:`pipeline.nn.branches`).
+Every path has 8 inception blocks: ``FUSION[fusion]`` in its branch, then (cross fusion only) the fusion-stage
+block inside :class:`pipeline.nn.crossfusion.CrossFusion`, then the common ones. Widths
+(:func:`pipeline.nn.widths.modality_mults`, reasons there): with ``M`` > 1 modalities out of ``n`` bands, a branch
+for ``s`` bands is ``min(1, BRANCH_SLOPE s / n)`` times the baseline widths and the common blocks ``COMMON_MULT``
+times; the tail and head are the baseline's; one modality is the baseline on its bands (so a single all-band
+modality *is* the baseline). The branches run as a loop of modules or as grouped convolutions (``branch_form``;
+same function for the same weights, see :mod:`pipeline.nn.branches`).
 """
 
 from __future__ import annotations
@@ -11,33 +14,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .baseline import BLOCK, STEM, make_tail_and_head
-from .blocks import N_BLOCKS, Inception, Stem, inception_stage, init_weights, scale
+from .baseline import make_tail_and_head
+from .blocks import N_BLOCKS, POOL_BEFORE, Stem, inception_stage, init_weights, scale
 from .branches import DEFAULT_FORM, make_branches
+from .crossfusion import CrossFusion
 from .modalities import modalities, modality_name
+from .widths import BLOCK, STEM, modality_mults
 
 #: Fusion stage -> number of inception blocks run in the parallel branches.
 FUSION = {"extremely_early": 0, "very_early": 1, "early": 2, "middle": 4, "late": 6}
 FUSION_TYPES = ("concat", "cross")
-
-
-class CrossFusion(nn.Module):
-    """Cross-fusion (after Hong et al. 2020): per modality, an inception block over all modalities' maps, the
-    modality's own maps first; a 1x1 conv shared by all modalities; then concatenation."""
-
-    def __init__(self, chans: list[int], mult: float):
-        super().__init__()
-        total = sum(chans)
-        self.blocks = nn.ModuleList(Inception(total, **{k: scale(v, mult) for k, v in BLOCK.items()}) for _ in chans)
-        c = self.blocks[0].out_chans
-        self.shared = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU())
-        self.out_chans = c * len(chans)
-
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        outs = []
-        for i, block in enumerate(self.blocks):
-            outs.append(self.shared(block(torch.cat(feats[i:] + feats[:i], 1))))
-        return torch.cat(outs, 1)
 
 
 class Multimodal(nn.Module):
@@ -59,12 +45,15 @@ class Multimodal(nn.Module):
     fusion : str
         One of ``FUSION``; the total depth stays 8 blocks with pooling before blocks 1, 4 and 6.
     fusion_type : {"concat", "cross"}
+        Concatenation of the branches' maps, or :class:`pipeline.nn.crossfusion.CrossFusion` as the fusion-stage
+        block (modalities of one size only).
     all_bands_modality : bool
         Add a modality holding all bands (paper Sec. 7.3).
     modality_dropout : int
-        In training, zero the features of 0..k random modalities per batch (paper Sec. 7.4).
+        In training, drop the features of 0..k random modalities per batch (paper Sec. 7.4): zeroed before a
+        concatenation, left out of a cross fusion.
     drop_modalities : list of str
-        Modality names whose features are always zeroed (the test-time dropout of Sec. 7.4).
+        Modality names always dropped that way (the test-time dropout of Sec. 7.4).
     branch_form : {"loop", "grouped"}
         How the parallel branches run (:mod:`pipeline.nn.branches`); both load each other's state_dicts.
     """
@@ -87,14 +76,15 @@ class Multimodal(nn.Module):
             stage, c = inception_stage(stem.out_chans, 0, n_par, BLOCK, mult, groups)
             return nn.Sequential(stem, stage), c
 
-        self.branches = make_branches(branch_form, self.bands, mods, make, width)
+        mults, common = modality_mults([len(m) for m in mods], len(self.bands), width)
+        self.branches = make_branches(branch_form, self.bands, mods, make, mults)
         chans = self.branches.chans
-        if fusion_type == "cross":
-            self.fuse = CrossFusion(chans, sum(self.branches.mults) / len(mods))
-            c = self.fuse.out_chans
+        if fusion_type == "cross":  # the module is block n_par of every path: the common part starts one later
+            self.fuse = CrossFusion(chans, mults, BLOCK, pool=n_par in POOL_BEFORE)
+            c, start = self.fuse.out_chans, n_par + 1
         else:
-            self.fuse, c = None, sum(chans)
-        self.common, c = inception_stage(c, n_par, N_BLOCKS, BLOCK, width)
+            self.fuse, c, start = None, sum(chans), n_par
+        self.common, c = inception_stage(c, start, N_BLOCKS, BLOCK, common)
         self.tail, self.head = make_tail_and_head(c, image_size, n_bins, width)
         init_weights(self)
 
@@ -135,11 +125,14 @@ def dropped_modalities(model) -> list[int]:
 
 
 def branch_features(model, x, fuse=None) -> torch.Tensor:
-    """Run ``model.branches`` on ``x``, zero the dropped modalities and fuse (``fuse`` or concatenation)."""
+    """Run ``model.branches`` on ``x`` and fuse: concatenation with the dropped modalities' maps zeroed, or ``fuse``
+    (cross fusion) told which modalities are kept."""
     drop = dropped_modalities(model)
     if fuse is None and not drop:
         return model.branches.forward_cat(x)
     feats = model.branches(x)
+    if fuse is not None:
+        return fuse(feats, [i for i in range(len(feats)) if i not in drop])
     for i in drop:
         feats[i] = torch.zeros_like(feats[i])
-    return fuse(feats) if fuse is not None else torch.cat(feats, 1)
+    return torch.cat(feats, 1)

@@ -12,15 +12,15 @@ n_layers   per stage      pooling before layer
 21         5, 5, 5, 6     6, 11, 16
 =========  =============  ======================
 
-then global average pooling, E(B-V) appended and two FC layers of 1024 (``HIDDEN``, not counted in ``n_layers``;
-narrower than the baseline's 2304 so that the FC layers do not dominate the parameter count).
+then global average pooling, E(B-V) appended and two FC layers of 1024 (``HIDDEN``, not counted in ``n_layers``).
 
-Multimodal form (``multimodal=True``): the first ``k`` conv layers run in parallel branches, one per modality
-(widths scaled by :func:`pipeline.nn.branches.branch_mult` as in the multimodal inception net), their maps are
-concatenated and the remaining layers are common. ``k`` follows the fusion stage as the fraction of the
-inception trunk's 8 blocks run in parallel: ``k = clip(round(n_layers * blocks / 8), 1, n_layers - 1)`` with
-``blocks`` from :data:`pipeline.nn.multimodal.FUSION` (so extremely early fusion still has one parallel layer,
-the analogue of the branch stem). Fusion is by concatenation only.
+Multimodal form (``multimodal=True``): the first ``k`` conv layers run in parallel branches, one per modality,
+their maps are concatenated and the remaining layers are common. Widths follow the multimodal inception net's rule
+(:func:`pipeline.nn.widths.modality_mults`): branches ``min(1, BRANCH_SLOPE s / n)`` times the single-modality
+widths, common layers ``COMMON_MULT`` times, the FC head unchanged. ``k`` follows the fusion stage as the fraction
+of the inception trunk's 8 blocks run in parallel: ``k = clip(round(n_layers * blocks / 8), 1, n_layers - 1)``
+with ``blocks`` from :data:`pipeline.nn.multimodal.FUSION` (so extremely early fusion still has one parallel
+layer, the analogue of the branch stem). Fusion is by concatenation only.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .blocks import init_weights, scale
 from .branches import DEFAULT_FORM, make_branches
 from .heads import PhotozHead
 from .multimodal import FUSION, branch_features, setup_modalities
+from .widths import modality_mults
 
 STAGE_WIDTHS = (64, 128, 256, 256)
 LAYERS_PER_STAGE = {5: (1, 1, 1, 2), 10: (2, 2, 3, 3), 21: (5, 5, 5, 6)}
@@ -91,11 +92,12 @@ class Plain(nn.Module):
             def make(in_chans, mult, groups):
                 return plain_layers(n_layers, 0, k, in_chans, mult, groups)
 
-            self.branches = make_branches(branch_form, self.bands, mods, make, width)
+            mults, common = modality_mults([len(m) for m in mods], len(self.bands), width)
+            self.branches = make_branches(branch_form, self.bands, mods, make, mults)
             c = sum(self.branches.chans)
         else:
-            self.branches, k, c = None, 0, len(self.bands)
-        self.common, c = plain_layers(n_layers, k, n_layers, c, width)
+            self.branches, k, c, common = None, 0, len(self.bands), width
+        self.common, c = plain_layers(n_layers, k, n_layers, c, common)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = PhotozHead(c, [scale(h, width) for h in HIDDEN], n_bins)
         init_weights(self)
