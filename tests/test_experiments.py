@@ -63,7 +63,8 @@ def test_fusion_experiment_dry_run(repo, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = (line.split() for line in proc.stdout.splitlines())
     counts = {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
-    assert counts["train"] == 7 * 5 and counts["compare"] == 6 and counts["report"] == 1
+    # the study's 6 pairs, and the colour reference against each of the 7 models
+    assert counts["train"] == 7 * 5 and counts["compare"] == 6 + 7 and counts["report"] == 1
 
 
 # -- every experiment for real, at tiny size --------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
 
-from pipeline.core.config import ConfigError, section_config  # noqa: E402
+from pipeline.core.config import ConfigError, reference_name, section_config  # noqa: E402
 from pipeline.tools.check_config import check_config  # noqa: E402
 from pipeline.tools.code_hash import code_hash  # noqa: E402
 
@@ -27,7 +27,12 @@ SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"].get
 MODELS = list(config["models"])
 FOLDS = list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
+# the colour-only RAIL reference (None when switched off): ensembled, evaluated and reported like a model
+REFERENCE = reference_name(config)
+ESTIMATORS = MODELS + ([REFERENCE] if REFERENCE else [])
 PAIRS = [(p["baseline"], p["candidate"]) for p in config["evaluation"]["compare"]]
+if REFERENCE and config["reference"]["compare"]:
+    PAIRS += [(REFERENCE, m) for m in MODELS if (REFERENCE, m) not in PAIRS]
 # models trained with modality dropout (paper Sec. 7.4): each gets the test-time drop of one modality at a time
 DROP_MODELS = [m for m, spec in config["models"].items() if (spec.get("options") or {}).get("modality_dropout", 0) > 0]
 STEP = f"{workflow.basedir}/workflow/scripts/run_step.py"
@@ -40,9 +45,9 @@ scattergather:
 
 
 wildcard_constraints:
-    model="|".join(map(re.escape, MODELS)),
-    baseline="|".join(map(re.escape, MODELS)),
-    candidate="|".join(map(re.escape, MODELS)),
+    model="|".join(map(re.escape, ESTIMATORS)),
+    baseline="|".join(map(re.escape, ESTIMATORS)),
+    candidate="|".join(map(re.escape, ESTIMATORS)),
     fold=r"\d+",
     seed=r"\d+",
 
@@ -69,10 +74,32 @@ def run_folder(model, fold, seed):
 
 
 def model_runs(wildcards, name="test_pdf.h5"):
+    """The runs of a model (every fold and seed), or the reference's test folds (their PDFs only)."""
+    if wildcards.model == REFERENCE:
+        if name != "test_pdf.h5":
+            raise WorkflowError(f"the reference {REFERENCE!r} has no {name}: it is no network")
+        return [f"{R}/reference/{REFERENCE}/fold{f}/test_pdf.h5" for f in FOLDS]
     return [f"{run_folder(wildcards.model, f, s)}/{name}" for f in FOLDS for s in SEEDS]
 
 
-SECTIONS = {"simulation": ("simulation",), "match": ("survey", "specz", "selection", "folds"), "report": tuple(config)}
+def reference_photometry(wildcards):
+    """The magnitudes of the reference: the pipeline's photometry shards, or the source catalog (the simulated
+    survey's folder when simulating: the catalog is a file in it)."""
+    if config["reference"]["magnitudes"] == "photometry":
+        if not hasattr(rules, "photometry"):
+            raise WorkflowError(
+                "reference.magnitudes: 'photometry' needs rule photometry, which this workflow lacks: use 'catalog'"
+            )
+        return gather.shards(f"{R}/photometry/shard-{{scatteritem}}.parquet")
+    return survey_inputs("sources")
+
+
+SECTIONS = {
+    "simulation": ("simulation",),
+    "match": ("survey", "specz", "selection", "folds"),
+    "reference": ("reference", "survey", "zgrid"),
+    "report": tuple(config),
+}
 
 
 def write_section(path, cfg, log):
