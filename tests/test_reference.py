@@ -16,7 +16,7 @@ from pipeline.core.folds import assign_folds
 from pipeline.core.reference import check_reference
 from pipeline.core.zgrid import ZGrid
 from pipeline.steps import ensemble
-from pipeline.steps.reference import extinction_for, magnitude_table, reference_fold
+from pipeline.steps.reference import extinction_for, magnitude_table, read_photometry, reference_fold
 from pipeline.store import pdfs
 
 BANDS = ["u", "g", "r", "i", "z"]
@@ -66,8 +66,10 @@ def test_fold_trains_and_predicts_through_rail_like_a_cnn_run(tmp_path):
 
 
 def test_flexzboost_runs_through_rail(tmp_path):
+    pytest.importorskip("rail.estimation.algos.flexzboost", reason="pz-rail-flexzboost (the [rail] extra) is absent")
     catalog, phot = galaxies(n=90)
-    fast = {"max_basis": 5, "nbump": 2, "nsharp": 2, "regression_params": {"max_depth": 2, "n_estimators": 10}}
+    fast = {"max_basis": 5, "nbump": 2, "nsharp": 2}
+    fast["regression_params"] = {"max_depth": 2, "n_estimators": 10, "objective": "reg:squarederror"}
     res = run(catalog, phot, 0, {"estimator": "flexzboost", "options": fast}, out=tmp_path / "f.h5")
     assert res["pdf"].shape == ((catalog.fold == 0).sum(), ZGRID.n_bins)
     assert qp.read(str(tmp_path / "f.h5"), fmt="hdf5").npdf == len(res["pdf"])
@@ -88,6 +90,15 @@ def test_the_test_fold_never_trains_the_reference():
         bad_phot.loc[fold0.to_numpy(), f"mag_{b}"] += 3.0
     other = run(poisoned, bad_phot, 1)  # the same poison changes fold 1, which trains on fold 0
     assert not np.array_equal(other["pdf"], before[1]["pdf"])
+
+
+def test_photometry_files_are_read_for_the_bands_only(tmp_path):
+    _, phot = galaxies(n=10)
+    phot.assign(ra=1.0, mag_y=20.0).iloc[:4].to_parquet(tmp_path / "shard-1-of-2.parquet")
+    phot.iloc[4:].to_csv(tmp_path / "shard-2-of-2.csv", index=False)
+    table = read_photometry([tmp_path / "shard-1-of-2.parquet", tmp_path / "shard-2-of-2.csv"], BANDS)
+    assert table.columns.tolist() == phot.columns.tolist()
+    assert np.allclose(table.mag_g, phot.mag_g) and table.object_id.tolist() == phot.object_id.tolist()
 
 
 def test_catalogue_magnitudes_are_dereddened_with_the_cnns_ebv():
@@ -164,7 +175,6 @@ def test_reference_is_on_by_default_and_named_after_its_estimator(tiny):
         ({"options": {"only_colors": "no"}}, "reference.options.only_colors: 'no' must be of type bool"),
         ({"options": {"ref_band": "mag_y"}}, "reference.options.ref_band: 'mag_y' is not one of"),
         ({"options": {"mag_limits": {"mag_r": 20}}}, "reference.options.mag_limits: give one limit per band"),
-        ({"estimator": "flexzboost", "options": {"nbump": 3.5}}, "reference.options.nbump: 3.5 must be of type int"),
         ({"estimator": "bpz"}, "reference.estimator"),
         ({"frobnicate": True}, "'frobnicate' was unexpected"),
         ({"name": "baseline"}, "reference.name: 'baseline' is also the name of a model"),
@@ -173,6 +183,22 @@ def test_reference_is_on_by_default_and_named_after_its_estimator(tiny):
 )
 def test_config_errors_name_the_key(tiny, reference, message):
     assert message in _problems(_config(tiny, **reference))
+
+
+def test_flexzboost_options_are_checked_against_its_stages(tiny):
+    pytest.importorskip("rail.estimation.algos.flexzboost", reason="pz-rail-flexzboost (the [rail] extra) is absent")
+    assert "reference.options.nbump: 3.5 must be of type int" in _problems(
+        _config(tiny, estimator="flexzboost", options={"nbump": 3.5})
+    )
+    assert _problems(_config(tiny, estimator="flexzboost", options={"max_basis": 20, "trainfrac": 0.8})) == ""
+
+
+def test_a_missing_rail_package_is_named(tiny, monkeypatch):
+    from pipeline.core import reference
+
+    absent = reference.RailEstimator("rail.estimation.algos.no_such_module", "A", "B", "pz-rail-nothing")
+    monkeypatch.setitem(reference.ESTIMATORS, "knn", absent)
+    assert "reference.estimator: 'knn' needs RAIL's pz-rail-nothing" in _problems(_config(tiny))
 
 
 def test_a_real_survey_must_give_extinction_coefficients(tiny):

@@ -73,7 +73,7 @@ def stage_classes(estimator: str) -> tuple[type, type]:
         module = importlib.import_module(spec.module)
     except ImportError as err:
         raise ValueError(
-            f"reference.estimator {estimator!r} needs RAIL's {spec.distribution} ({err}): "
+            f"reference.estimator: {estimator!r} needs RAIL's {spec.distribution} ({err}): "
             f"pip install {spec.distribution}, or set reference.enabled: false"
         ) from None
     return getattr(module, spec.informer), getattr(module, spec.estimator)
@@ -141,7 +141,7 @@ def check_reference(cfg: dict) -> list[str]:
     try:
         specs = option_specs(estimator)
     except ValueError as err:
-        return [f"reference.estimator: {err}"]
+        return [str(err)]
     options = dict(ref.get("options") or {})
     where = "reference.options"
     problems = []

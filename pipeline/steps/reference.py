@@ -122,7 +122,8 @@ def on_grid(ensemble, zgrid: ZGrid) -> np.ndarray:
 
 def fit_predict(estimator: str, train: dict, test: dict, options: dict, name: str = "reference", threads: int = 1):
     """Inform RAIL's ``estimator`` on ``train`` and estimate ``test`` (RAIL numpy-dict tables); both stages get
-    ``options``, each the ones it declares. Returns the qp ensemble of the test objects and the trained model."""
+    ``options``, each the ones it declares. Returns the qp ensemble of the test objects, the trained model and the
+    informer's resolved configuration (its ``seed`` among them)."""
     from threadpoolctl import threadpool_limits
 
     informer_cls, estimator_cls = stage_classes(estimator)
@@ -139,7 +140,7 @@ def fit_predict(estimator: str, train: dict, test: dict, options: dict, name: st
             **{k: v for k, v in options.items() if k in estimator_cls.config_options},
         )
         ensemble = stage.estimate(test).data
-    return ensemble, model.data
+    return ensemble, model.data, informer.config
 
 
 def _describe(model) -> str:
@@ -203,12 +204,11 @@ def reference_fold(
     options = stage_options(reference, bands, mag_column, zgrid, train)
     estimator = reference["estimator"]
     log.info("fold %d: RAIL %s trained on %d objects, predicting %d", fold, estimator, len(train), len(test))
-    ensemble, model = fit_predict(
+    ensemble, model, informed = fit_predict(
         estimator, _table(train, bands, True), _table(test, bands, False), options, f"reference_fold{fold}", threads
     )
     log.info("fold %d: %s", fold, _describe(model))
-    informer_cls, _ = stage_classes(estimator)
-    seed = int(options.get("seed", informer_cls.config_options["seed"].default))
+    seed = int(informed["seed"])
     result = {
         "object_id": test.object_id.to_numpy(np.int64),
         "pdf": on_grid(ensemble, zgrid),
@@ -225,9 +225,21 @@ def reference_fold(
     return result
 
 
-def read_photometry(paths) -> pd.DataFrame:
-    """One table from the photometry files (the shards of rule ``photometry``, or the source catalog)."""
-    return pd.concat([io.read_table(p) for p in paths], ignore_index=True)
+def read_photometry(paths, bands) -> pd.DataFrame:
+    """One table from the photometry files (the shards of rule ``photometry``, or the source catalog): ``object_id``
+    and the bands' ``mag_<band>``, ``magerr_<band>`` (of a Parquet file, only those columns are read)."""
+    import pyarrow.parquet as pq
+
+    wanted = ["object_id", *(f"{kind}_{b}" for b in bands for kind in ("mag", "magerr"))]
+    parts = []
+    for path in paths:
+        if str(path).lower().endswith((".parquet", ".pq")) and Path(path).exists():
+            present = set(pq.read_schema(path).names)
+            parts.append(io.read_table(path, columns=[c for c in wanted if c in present]))
+        else:
+            table = io.read_table(path)
+            parts.append(table[[c for c in wanted if c in table.columns]])
+    return pd.concat(parts, ignore_index=True)
 
 
 def extinction_for(reference: dict, survey_meta=None) -> dict:
@@ -273,7 +285,7 @@ def main(argv=None) -> None:
     bands = sort_bands(cfg["survey"]["bands"])
     reference_fold(
         io.read_table(args.catalog),
-        read_photometry(args.photometry),
+        read_photometry(args.photometry, bands),
         args.fold,
         reference,
         bands,

@@ -86,7 +86,7 @@ def reference_photometry(wildcards):
     """The magnitudes of the reference: the pipeline's photometry shards, or the source catalog (the simulated
     survey's folder when simulating: the catalog is a file in it)."""
     if config["reference"]["magnitudes"] == "photometry":
-        if not hasattr(rules, "photometry"):
+        if not rules.has("photometry"):
             raise WorkflowError(
                 "reference.magnitudes: 'photometry' needs rule photometry, which this workflow lacks: use 'catalog'"
             )
