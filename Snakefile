@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/survey.smk"
 include: "workflow/rules/catalog.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/reference.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/production.smk"
 

@@ -19,6 +19,7 @@ STEPS = {
     "pack": "pack cutouts and the training catalog into the datacube",
     "import-cube": "import cutouts made elsewhere (a P19-format .npz) as a datacube",
     "train": "train one model on one fold with one seed",
+    "reference": "colour-only reference photo-z of one test fold through RAIL (FlexZBoost or kNN)",
     "ensemble": "average seeds' PDFs and assemble the folds into predictions",
     "evaluate": "point and PDF metrics of a predictions file",
     "compare": "paired bootstrap test between two predictions files",

@@ -69,7 +69,9 @@ def test_experiment_dry_run(repo, tmp_path, name):
     counts = {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
     cfg = validate_config(_merged(repo, name))
     assert counts["train"] == len(cfg["models"]) * 5 and counts["report"] == 1
-    assert counts["compare"] == len(cfg["evaluation"]["compare"])
+    # the study's pairs, and the colour reference against each model
+    n_ref = len(cfg["models"]) if cfg["reference"]["enabled"] and cfg["reference"]["compare"] else 0
+    assert counts["compare"] == len(cfg["evaluation"]["compare"]) + n_ref
 
 
 def test_survey_layers_and_the_paper_scale(repo):
@@ -89,44 +91,70 @@ def test_survey_layers_and_the_paper_scale(repo):
 
 
 # -- every experiment for real, at tiny size --------------------------------------------------------------------
+# The studies layered on the SDSS-like demo name no model twice with different settings, so they run together as
+# one workflow (one DAG: shared survey, cutouts, datacube and common models, both cores busy); the 9-band study runs
+# on its own survey. Each config alone is validated and dry-run above.
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """One folder for all runs: the SDSS-like experiments share one tiny survey, datacube and common models."""
-    return tmp_path_factory.mktemp("experiments")
-
-
-def _tiny_overrides(repo, name, cfg: dict) -> dict:
-    """Shrink an experiment to seconds per job: tiny survey, 16-px cutouts, 2 folds, width 0.05, 2 epochs."""
+def _tiny_overrides(repo, nine_bands: bool, models) -> dict:
+    """Shrink a run to seconds per job: tiny survey, 16-px cutouts, 2 folds, width 0.05, 2 epochs, K = 200."""
     demo = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     tiny = tiny_config(demo)
     out = {
-        "results": "results-hsc9" if name in NINE_BANDS else "results-sdss",
+        "results": "results-hsc9" if nine_bands else "results-sdss",
         "cutouts": tiny["cutouts"],
         "zgrid": {"n_bins": 40},
         "training": tiny["training"],
         "folds": {"n": 2},
         "evaluation": {"n_boot": 200},
-        "models": {m: {"options": {"width": 0.05}} for m in cfg["models"]},
+        "models": {m: {"options": {"width": 0.05}} for m in models},
     }
-    if name in NINE_BANDS:
+    if nine_bands:
         out["simulation"] = {"n_sources": 1500, "seed": 3, "mag_range": [18.0, 23.5]}
     else:
         out["simulation"] = tiny["simulation"]
     return out
 
 
-@pytest.mark.parametrize("name", RUNS)
-def test_experiment_runs_tiny(repo, workdir, name):
-    cfg = _merged(repo, name)
-    over = workdir / f"tiny-{name}.yaml"
-    over.write_text(yaml.safe_dump(_tiny_overrides(repo, name, cfg), sort_keys=False))
+@pytest.fixture(scope="module")
+def ran(repo, tmp_path_factory):
+    """``ran(nine_bands)``: the studies of one survey merged into one config and run to the report, once; returns
+    the results folder."""
+    done = {}
+
+    def run(nine: bool):
+        if nine not in done:
+            done[nine] = _run_union(repo, tmp_path_factory, nine)
+        return done[nine]
+
+    return run
+
+
+def _run_union(repo, tmp_path_factory, nine: bool):
+    names = [n for n in RUNS if (n in NINE_BANDS) == nine]
+    cfg = {}
+    for name in names:
+        layer = _merged(repo, name)
+        compare = cfg.get("evaluation", {}).get("compare", []) + layer["evaluation"]["compare"]
+        update_config(cfg, layer)
+        cfg["evaluation"]["compare"] = compare
+    workdir = tmp_path_factory.mktemp("experiments-hsc9" if nine else "experiments-sdss")
+    union = workdir / "union.yaml"
+    union.write_text(yaml.safe_dump({"models": cfg["models"], "evaluation": {"compare": compare}}, sort_keys=False))
+    over = workdir / "tiny.yaml"
+    over.write_text(yaml.safe_dump(_tiny_overrides(repo, nine, cfg["models"]), sort_keys=False))
+    layers = [*_layers(repo, names[0])[:-1], union, over]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "report", "--configfile", *map(str, _layers(repo, name)), str(over)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+           "--cores", "2", "report", "--configfile", *map(str, layers)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-6000:]
-    res = workdir / ("results-hsc9" if name in NINE_BANDS else "results-sdss")
+    return workdir / ("results-hsc9" if nine else "results-sdss")
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_experiment_runs_tiny(repo, ran, name):
+    res = ran(name in NINE_BANDS)
+    cfg = _merged(repo, name)
     html = (res / "report" / "index.html").read_text()
     for pair in cfg["evaluation"]["compare"]:
         path = res / "metrics" / "compare" / f"{pair['baseline']}--{pair['candidate']}.json"

@@ -10,6 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
+import qp
 import yaml
 
 from pipeline.store import pdfs
@@ -34,8 +35,10 @@ def test_demo_dry_run_lists_the_jobs(repo, tmp_path):
     proc = _snakemake(repo, tmp_path, "-n", "--configfile", str(repo / "config" / "config.yaml"))
     counts = _job_counts(proc.stdout)
     assert counts["train"] == 10  # 2 models x 5 folds x 1 seed
+    assert counts["reference"] == 5  # the colour reference through RAIL: one job per test fold
+    assert counts["ensemble"] == counts["evaluate"] == 3  # 2 models and the reference
     assert counts["report"] == 1
-    assert counts["compare"] == 1
+    assert counts["compare"] == 3  # the config's pair, and the reference against each model
 
 
 def test_wrong_config_names_the_key(repo, tmp_path, tiny):
@@ -95,6 +98,14 @@ def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
         assert (res / "photoz" / f"{model}.fits").exists()
     comparison = json.loads((res / "metrics" / "compare" / "baseline--multimodal.json").read_text())
     assert 0 <= comparison["metrics"]["sigma_mad"]["p_value"] <= 1
+    # the colour reference through RAIL: predicted once per object, evaluated, compared with every model, reported
+    ref = pd.read_parquet(res / "predictions" / "rail-knn.parquet")
+    assert sorted(ref.object_id) == sorted(training.object_id) and set(ref.fold) == set(range(5))
+    assert qp.read(str(res / "predictions" / "rail-knn.pdf.hdf5")).npdf == len(ref)
+    assert json.loads((res / "metrics" / "rail-knn.json").read_text())["n"] == len(ref)
+    for model in tiny["models"]:
+        assert (res / "metrics" / "compare" / f"rail-knn--{model}.json").exists()
+    assert "rail-knn" in html
     assert "p-value" in html or "p_value" in html
 
     # nothing to do when nothing changed

@@ -126,8 +126,19 @@ def simulation_dir(cfg: dict) -> str:
     return f"{cfg['results']}/survey"
 
 
+def reference_name(cfg: dict) -> str | None:
+    """The name of the colour reference's predictions (``reference.name``, default ``rail-<estimator>``), or None
+    when it is switched off."""
+    ref = cfg.get("reference") or {}
+    if not ref.get("enabled"):
+        return None
+    return ref.get("name") or f"rail-{ref['estimator']}"
+
+
 def _derive(cfg: dict) -> None:
     """Point the survey at the simulated files when the config simulates it; expand ``{survey}`` in spec-z paths."""
+    if cfg.get("reference", {}).get("enabled"):
+        cfg["reference"]["name"] = reference_name(cfg)
     if "simulation" not in cfg:
         return
     sim = simulation_dir(cfg)
@@ -213,12 +224,13 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
     zg = cfg["zgrid"]
     if not zg["z_max"] > zg["z_min"]:
         problems.append(f"zgrid.z_max: {zg['z_max']} must exceed zgrid.z_min {zg['z_min']}")
+    reference = reference_name(cfg)
+    problems += _reference_problems(cfg, reference, imported)
+    estimators = [*cfg["models"], *([reference] if reference else [])]
     for i, pair in enumerate(cfg["evaluation"]["compare"]):
         for role in ("baseline", "candidate"):
-            if pair[role] not in cfg["models"]:
-                problems.append(
-                    f"evaluation.compare.{i}.{role}: {pair[role]!r} is not one of models {list(cfg['models'])}"
-                )
+            if pair[role] not in estimators:
+                problems.append(f"evaluation.compare.{i}.{role}: {pair[role]!r} is not one of models {estimators}")
     if problems:
         raise ConfigError(f"{source}: invalid config\n" + "\n".join(f"  {p}" for p in problems))
 
@@ -234,4 +246,31 @@ def _cube_problems(cube: dict, bands) -> list[str]:
         problems.append(f"survey.cube.columns.mags: band(s) {unknown} not in survey.bands {list(bands)}")
     if columns.get("ebv") is None and not (columns.get("ra") and columns.get("dec")):
         problems.append("survey.cube.columns.ebv: null reads E(B-V) from the SFD map, which needs columns.ra and .dec")
+    return problems
+
+
+def _reference_problems(cfg: dict, name: str | None, imported: bool) -> list[str]:
+    """Where the colour reference gets its magnitudes and extinction coefficients, and its name."""
+    if name is None:
+        return []
+    ref, problems = cfg["reference"], []
+    if name in cfg["models"]:
+        problems.append(f"reference.name: {name!r} is also the name of a model: give the reference another name")
+    if ref["magnitudes"] == "photometry" and imported:
+        problems.append(
+            "reference.magnitudes: 'photometry' is measured on the survey's images, and an imported cube "
+            "(survey.cube) has none: use 'catalog' with survey.sources, or set reference.enabled: false"
+        )
+    if ref["magnitudes"] == "catalog" and "sources" not in cfg["survey"]:
+        problems.append("reference.magnitudes: 'catalog' reads survey.sources, and there is none")
+    if ref["extinction"] is None:
+        if "simulation" not in cfg:
+            problems.append(
+                "reference.extinction: required for a real survey (band -> A_band/E(B-V) of your filters, e.g. "
+                "SDSS u: 4.239, g: 3.303, r: 2.285, i: 1.698, z: 1.263 from Schlafly & Finkbeiner 2011)"
+            )
+    else:
+        missing = [b for b in cfg["survey"]["bands"] if b not in ref["extinction"]]
+        if missing:
+            problems.append(f"reference.extinction: no coefficient for band(s) {', '.join(missing)}")
     return problems

@@ -1,5 +1,6 @@
-"""Validate a workflow config (``photoz check-config``): the schema, the rules across keys, and every model's
-options against the network registry. The workflow runs the same check at start (``workflow/rules/common.smk``).
+"""Validate a workflow config (``photoz check-config``): the schema, the rules across keys, every model's
+options against the network registry and the colour reference's options against its RAIL stages. The workflow runs
+the same check at start (``workflow/rules/common.smk``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from pipeline.core.config import ConfigError, load_config, validate_config
 
 def check_config(cfg: dict, source: str = "config") -> dict:
     """Validate ``cfg`` in place, defaults filled (:func:`pipeline.core.config.validate_config`), and build each
-    model on the meta device (:func:`pipeline.nn.options.check_models`); raises :class:`ConfigError`."""
+    model on the meta device (:func:`pipeline.nn.options.check_models`), and check the reference's RAIL options
+    (:func:`pipeline.core.reference.check_reference`); raises :class:`ConfigError`."""
+    from pipeline.core.reference import check_reference
     from pipeline.nn.options import check_models
 
     validate_config(cfg, source=source)
-    problems = check_models(cfg)
+    problems = check_models(cfg) + check_reference(cfg)
     if problems:
         raise ConfigError(f"{source}: invalid config\n" + "\n".join(f"  {p}" for p in problems))
     return cfg

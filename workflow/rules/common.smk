@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
 
-from pipeline.core.config import ConfigError, section_config  # noqa: E402
+from pipeline.core.config import ConfigError, reference_name, section_config  # noqa: E402
 from pipeline.core.pdf import point_estimate_of  # noqa: E402
 from pipeline.tools.check_config import check_config  # noqa: E402
 from pipeline.tools.code_hash import code_hash  # noqa: E402
@@ -28,7 +28,12 @@ SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"].get
 MODELS = list(config["models"])
 FOLDS = config["folds"]["test"] or list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
+# the colour-only RAIL reference (None when switched off): ensembled, evaluated and reported like a model
+REFERENCE = reference_name(config)
+ESTIMATORS = MODELS + ([REFERENCE] if REFERENCE else [])
 PAIRS = [(p["baseline"], p["candidate"]) for p in config["evaluation"]["compare"]]
+if REFERENCE and config["reference"]["compare"]:
+    PAIRS += [(REFERENCE, m) for m in MODELS if (REFERENCE, m) not in PAIRS]
 # models trained with modality dropout (paper Sec. 7.4): each gets the test-time drop of one modality at a time
 DROP_MODELS = [m for m, spec in config["models"].items() if (spec.get("options") or {}).get("modality_dropout", 0) > 0]
 STEP = f"{workflow.basedir}/workflow/scripts/run_step.py"
@@ -41,9 +46,9 @@ scattergather:
 
 
 wildcard_constraints:
-    model="|".join(map(re.escape, MODELS)),
-    baseline="|".join(map(re.escape, MODELS)),
-    candidate="|".join(map(re.escape, MODELS)),
+    model="|".join(map(re.escape, ESTIMATORS)),
+    baseline="|".join(map(re.escape, ESTIMATORS)),
+    candidate="|".join(map(re.escape, ESTIMATORS)),
     fold=r"\d+",
     seed=r"\d+",
 
@@ -65,6 +70,11 @@ def survey_inputs(kind):
     return files
 
 
+def estimate_of(name):
+    """What z_phot of a model (or of the colour reference) is: the PDF median, or z_reg for a regression-only model."""
+    return point_estimate_of(config["models"][name]["loss"]) if name in config["models"] else "median"
+
+
 def mag_cut():
     """The evaluation-only magnitude cut of evaluate and compare (none by default)."""
     mag_max = config["evaluation"]["mag_max"]
@@ -76,10 +86,32 @@ def run_folder(model, fold, seed):
 
 
 def model_runs(wildcards, name="test_pdf.h5"):
+    """The runs of a model (every fold and seed), or the reference's test folds (their PDFs only)."""
+    if wildcards.model == REFERENCE:
+        if name != "test_pdf.h5":
+            raise WorkflowError(f"the reference {REFERENCE!r} has no {name}: it is no network")
+        return [f"{R}/reference/{REFERENCE}/fold{f}/test_pdf.h5" for f in FOLDS]
     return [f"{run_folder(wildcards.model, f, s)}/{name}" for f in FOLDS for s in SEEDS]
 
 
-SECTIONS = {"simulation": ("simulation",), "match": ("survey", "specz", "selection", "folds"), "report": tuple(config)}
+def reference_photometry(wildcards):
+    """The magnitudes of the reference: the pipeline's photometry shards, or the source catalog (the simulated
+    survey's folder when simulating: the catalog is a file in it)."""
+    if config["reference"]["magnitudes"] == "photometry":
+        if not rules.has("photometry"):
+            raise WorkflowError(
+                "reference.magnitudes: 'photometry' needs rule photometry, which this workflow lacks: use 'catalog'"
+            )
+        return gather.shards(f"{R}/photometry/shard-{{scatteritem}}.parquet")
+    return survey_inputs("sources")
+
+
+SECTIONS = {
+    "simulation": ("simulation",),
+    "match": ("survey", "specz", "selection", "folds"),
+    "reference": ("reference", "survey", "zgrid"),
+    "report": tuple(config),
+}
 
 
 def write_section(path, cfg, log):

@@ -110,8 +110,8 @@ rule drop_modalities:
 
 rule report:
     input:
-        predictions=expand(rules.ensemble.output.predictions, model=MODELS),
-        metrics=expand(rules.evaluate.output[0], model=MODELS),
+        predictions=expand(rules.ensemble.output.predictions, model=ESTIMATORS),
+        metrics=expand(rules.evaluate.output[0], model=ESTIMATORS),
         compare=[f"{R}/metrics/compare/{a}--{b}.json" for a, b in PAIRS],
         dropout=expand(rules.drop_modalities.output[0], model=DROP_MODELS),
         cfg=f"{R}/config/report.yaml",

@@ -72,7 +72,7 @@ rule ensemble:
             "--out",
             output.predictions,
             "--estimate",
-            point_estimate_of(config["models"][wc.model]["loss"]),
+            estimate_of(wc.model),
         ],
         code=code_hash("ensemble"),
     script:
