@@ -52,6 +52,9 @@ AUTO_WEIGHT_NAMES = {
 }
 # SWarp's CLIP_AMPFRAC: the fraction of the median a value may differ by on top of clip_sigma times its noise.
 CLIP_AMPFRAC = 0.3
+# Gaussian sigma (output pixels) of the second clipping test: a value is clipped only if its residual from the median
+# also stands out once smoothed by it (see _combine), which spares the cores of sources in epochs of better seeing.
+CLIP_SMOOTH_PX = 3.0
 # Background pixels of the local background: those farther than this fraction of the cutout side from its centre.
 BACKGROUND_RADIUS = 0.4
 # Output pixels resampled together from one tile (BATCH_PIXELS / size^2 sources): the per-pixel temporaries stay
@@ -156,7 +159,7 @@ class Tile:
     weight_kind: str | None = None
     data: np.ndarray | None = None
     weight: np.ndarray | None = None
-    background: np.ndarray | None = None  # the removed background model, input units (only with photutils)
+    background: object = None  # the removed background model, input units (only with photutils)
     sky_sigma: float = float("nan")  # sky noise per input pixel, input units
     hdul: object = None
     opened: int = 0  # how many times the pixels were opened
@@ -298,9 +301,8 @@ def load(tile: Tile, options: StackOptions) -> None:
     tile.hdul = hdul
     tile.opened += 1
     if options.mosaic_background == "photutils":
-        tile.background, tile.sky_sigma = _background_model(tile, options.background_box_px)
-    else:
-        tile.sky_sigma = _sky_sigma(tile.data)
+        tile.background = _background_model(tile, options.background_box_px)
+    tile.sky_sigma = _sky_sigma(tile.data, tile.background)
     if not tile.sky_sigma > 0 and tile.weight is None:
         log.warning("%s: sky noise not measurable (%.3g); its pixels get a small weight", tile.path, tile.sky_sigma)
 
@@ -313,10 +315,14 @@ def release(tile: Tile) -> None:
         tile.hdul = None
 
 
-def _sky_sigma(data: np.ndarray) -> float:
-    """Sky noise per pixel: 1.4826 MAD of a regular subsample of the finite pixels, clipped at 3 sigma twice."""
+def _sky_sigma(data: np.ndarray, model=None) -> float:
+    """Sky noise per pixel: 1.4826 MAD of a regular subsample of the finite pixels (less the background ``model``
+    of :func:`_background_model`, if given), clipped at 3 sigma twice."""
     step = max(1, int(math.sqrt(data.size / SKY_SAMPLE)))
-    sample = np.asarray(data[::step, ::step], dtype=np.float64).ravel()
+    sample = np.asarray(data[::step, ::step], dtype=np.float64)
+    if model is not None:
+        yy, xx = np.mgrid[0 : data.shape[0] : step, 0 : data.shape[1] : step]
+        sample = sample - background_at(model, xx, yy)
     sample = sample[np.isfinite(sample)]
     if sample.size < 10:
         return float("nan")
@@ -329,21 +335,43 @@ def _sky_sigma(data: np.ndarray) -> float:
     return float(sigma)
 
 
-def _background_model(tile: Tile, box_px: int) -> tuple[np.ndarray, float]:
-    """photutils ``Background2D`` of the tile (sigma-clipped SExtractor estimator per box, 3 x 3 median filter):
-    the full-resolution model (float32) and its median RMS per pixel."""
+def _background_model(tile: Tile, box_px: int):
+    """A photutils ``Background2D`` model of the tile (input units), for :func:`background_at`.
+
+    photutils measures each box (sigma-clipped, SExtractor's mode estimator); the boxes are resized to split the
+    tile evenly (about ``box_px``), so that no thin box is left at an edge, and the mesh is interpolated linearly
+    between the box centres and extrapolated beyond them. photutils' own full-size image is not used: its mesh
+    centres ignore partial boxes and it clips to the range of the mesh, which bends a sky gradient at the tile
+    edges by a large fraction of the gradient; nor is the mesh median-filtered, which biases gradients too.
+    """
     from photutils.background import Background2D
+    from scipy.interpolate import RegularGridInterpolator
 
     data = np.asarray(tile.data, dtype=np.float32)
     bad = ~np.isfinite(data)
     if tile.weight is not None:
         bad |= ~(np.asarray(tile.weight) > 0)
-    box = (min(box_px, tile.shape[0]), min(box_px, tile.shape[1]))
+    ny, nx = tile.shape
+    nby, nbx = max(1, round(ny / box_px)), max(1, round(nx / box_px))
+    box = (-(-ny // nby), -(-nx // nbx))
     try:
-        bkg = Background2D(data, box, mask=bad, filter_size=(3, 3), exclude_percentile=50.0)
+        bkg = Background2D(data, box, mask=bad, filter_size=(1, 1), exclude_percentile=50.0)
     except ValueError as err:
         raise ValueError(f"{tile.path}: photutils could not model the background ({err})") from err
-    return bkg.background.astype(np.float32), float(bkg.background_rms_median)
+    mesh = np.asarray(bkg.background_mesh, dtype=np.float64)
+    centres = [
+        np.array([k * b + (min(b, n - k * b) - 1) / 2.0 for k in range(m)])
+        for b, n, m in zip(box, tile.shape, mesh.shape, strict=True)
+    ]
+    if mesh.shape[0] == 1 or mesh.shape[1] == 1:  # one row or column of boxes: a constant along that axis
+        mesh = np.repeat(np.repeat(mesh, 2 if mesh.shape[0] == 1 else 1, 0), 2 if mesh.shape[1] == 1 else 1, 1)
+        centres = [c if len(c) > 1 else np.array([c[0] - 1.0, c[0] + 1.0]) for c in centres]
+    return RegularGridInterpolator(centres, mesh, method="linear", bounds_error=False, fill_value=None)
+
+
+def background_at(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The background ``model`` of :func:`_background_model` at pixel positions (x, y), any shape."""
+    return model(np.stack([np.ravel(y), np.ravel(x)], axis=-1)).reshape(np.shape(x))
 
 
 def candidates(tile: Tile, tree: cKDTree, ra: np.ndarray, dec: np.ndarray, reach_deg: float) -> np.ndarray:
@@ -566,8 +594,7 @@ def _resample_batch(tile, grid, ra, dec, method, sel, slot, val, wgt, dist) -> N
         x[exact], y[exact], area[exact] = grid.exact_map(tile.wcs, ra[exact], dec[exact])
     values, ok = resample.interpolate(tile.data, x, y, method, weight=tile.weight)
     if tile.background is not None:
-        bkg, _ = resample.interpolate(tile.background, x, y, "bilinear")
-        values -= bkg
+        values -= background_at(tile.background, x, y)
     ny, nx = tile.shape
     d = resample.edge_distance(x, y, nx, ny).astype(np.float32)
     factor = area if tile.scale == 1.0 else area * tile.scale
@@ -606,20 +633,35 @@ def _combine(val: np.ndarray, wgt: np.ndarray, clip_sigma: float | None):
     count = have.sum(axis=1)
     keep = have
     if clip_sigma is not None and (count >= 2).any():
+        from scipy.ndimage import gaussian_filter
+
+        smooth = CLIP_SMOOTH_PX
+        # the noise of a residual smoothed by the kernel, per unit of its pixels' noise: sqrt(sum of kernel^2)
+        norm = 1.0 / (2.0 * math.sqrt(math.pi) * smooth)
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: pixels no exposure covers
             median = np.nanmedian(np.where(have, val, np.nan), axis=1)
+            median = np.where(count > 0, median, 0.0).astype(np.float32)
             sigma = np.where(have, 1.0 / np.sqrt(wgt), np.inf)
-            dev = np.abs(val - median[:, None])
-            allowed = clip_sigma * sigma + CLIP_AMPFRAC * np.abs(median)[:, None]
-            keep = have & ((count[:, None] < 3) | (dev <= allowed))
-            # Two values: both go if they differ by more than clip_sigma times their joint noise (plus the fraction).
+            resid = np.where(have, val - median[:, None], 0.0)
+            # SWarp's test, pixel by pixel ...
+            raw = np.abs(resid) > clip_sigma * sigma + CLIP_AMPFRAC * np.abs(median)[:, None]
+            # ... and the same deviation over the kernel: a change of seeing moves light from the core of a source
+            # to its wings (their sum is zero), an artefact adds light
+            smoothed = np.abs(gaussian_filter(resid, smooth, axes=(2, 3), mode="constant"))
+            level = np.abs(gaussian_filter(median, smooth, axes=(1, 2), mode="nearest"))[:, None]
+            wide = smoothed > clip_sigma * sigma * norm + CLIP_AMPFRAC * level
+            out = raw & wide
+            keep = have & ~(out & (count[:, None] >= 3))
+            # Two values: both go if they differ so (their difference is twice either one's residual).
             two = count == 2
             if two.any():
-                var_sum = np.where(have, sigma * sigma, 0.0).sum(axis=1)
-                diff = 2.0 * np.where(have, dev, 0.0).max(axis=1)
-                bad = two & (diff > clip_sigma * np.sqrt(var_sum) + CLIP_AMPFRAC * np.abs(median))
-                keep = keep & ~bad[:, None]
+                joint = np.sqrt(np.where(have, sigma * sigma, 0.0).sum(axis=1))
+                diff = 2.0 * np.where(have, np.abs(resid), 0.0).max(axis=1)
+                wide2 = 2.0 * np.where(have, smoothed, 0.0).max(axis=1)
+                bad = diff > clip_sigma * joint + CLIP_AMPFRAC * np.abs(median)
+                bad &= wide2 > clip_sigma * joint * norm + CLIP_AMPFRAC * level[:, 0]
+                keep = keep & ~(two & bad)[:, None]
     w = np.where(keep, wgt, 0.0).astype(np.float64)
     total = w.sum(axis=1)
     valid = total > 0

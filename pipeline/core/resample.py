@@ -216,6 +216,8 @@ def _lanczos3_sample(image, bx, by, fx, fy, inside, weight=None) -> np.ndarray:
     position. Pixels and weights are float32 (the cubes are), the sums float32 too: about 1e-7 of the peak.
     """
     groups, m = bx.shape
+    if not inside.any():
+        return np.zeros(groups * m)
     x0 = np.zeros(groups, dtype=np.int64)
     y0 = np.zeros(groups, dtype=np.int64)
     ext = np.zeros((groups, 2), dtype=np.int64)
