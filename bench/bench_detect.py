@@ -106,9 +106,11 @@ def bench_photometry(out: Path) -> None:
         elapsed = time.perf_counter() - t0
         m = table.merge(truth, on="object_id", suffixes=("", "_true"))
         clean = (m.flag & 1) == 0
+        corr = json.dumps({k: round(v, 2) for k, v in meta["correlation"].items()})
+        flags = np.bincount(m.flag, minlength=32)[:17].tolist()
         print(f"\ncutouts {size} px, background {background}: {len(m)} objects in {elapsed:.0f} s "
-              f"({elapsed / len(m) * 1e3:.0f} ms each); flags {np.bincount(m.flag, minlength=32)[:17].tolist()}; "
-              f"noise correlation {meta['correlation_from']} {json.dumps({k: round(v, 2) for k, v in meta['correlation'].items()})}")  # fmt: skip
+              f"({elapsed / len(m) * 1e3:.0f} ms each); flags {flags}")  # fmt: skip
+        print(f"noise correlation ({meta['correlation_from']}): {corr}")
         print("r mag      n   " + "  ".join(f"{b}: kron med/MAD pull" for b in BANDS) + "   g-r   r-i")
         for lo in np.arange(14, 19, 1.0):
             sel = clean & (m.mag_true_r >= lo) & (m.mag_true_r < lo + 1)

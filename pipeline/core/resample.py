@@ -91,12 +91,15 @@ def _even_poly(fn, degree: int) -> tuple[float, ...]:
     return tuple(float(c) for c in fit.convert(kind=np.polynomial.Polynomial).coef)
 
 
-# sin(a) / a and (sqrt(3) / 2) cos(a) over a in [0, pi / 3], to 2e-10 and 2e-9: numpy's own sin and cos cost as
-# much as the rest of the weights together, and the weights are float32 anyway.
-_SINC_POLY = _even_poly(lambda a: np.sinc(a / np.pi), 4)
-_COS_POLY = _even_poly(lambda a: np.sqrt(3.0) / 2.0 * np.cos(a), 4)
-# Output positions resampled per pass of the Lanczos kernel (its taps: 36 x CHUNK float32).
-CHUNK = 32768
+# sin(a) / a and (sqrt(3) / 2) cos(a) over a in [0, pi / 3], to 5e-13 and 5e-12: numpy's own sin and cos cost as
+# much as the rest of the weights together.
+_SINC_POLY = _even_poly(lambda a: np.sinc(a / np.pi), 5)
+_COS_POLY = _even_poly(lambda a: np.sqrt(3.0) / 2.0 * np.cos(a), 5)
+# The precision of the Lanczos-3 taps, weights and sums: float32 is a quarter faster and good to 5e-7 of the peak,
+# float64 keeps the 1e-7 of the plain kernel (bench/bench_cutouts.py).
+SAMPLE_DTYPE = np.float64
+# Output positions resampled per pass of the Lanczos kernel (its taps: 36 x CHUNK).
+CHUNK = 16384
 
 
 def _horner(a2: np.ndarray, coeffs) -> np.ndarray:
@@ -108,17 +111,19 @@ def _horner(a2: np.ndarray, coeffs) -> np.ndarray:
 
 
 def _weights_fast(frac: np.ndarray, normalise: bool = True) -> np.ndarray:
-    """Lanczos-3 weights of the taps -2 .. 3 for offsets ``frac`` (shape (P,), in [0, 1)): float32 (6, P).
+    """Lanczos-3 weights of the taps -2 .. 3 for offsets ``frac`` (shape (P,), in [0, 1)): (6, P) of SAMPLE_DTYPE.
 
-    Equal to :func:`_weights` (transposed) to float32 precision. ``sinc(f - k) sinc((f - k) / 3)`` is proportional
-    to ``(-1)^k sin(pi (f - k) / 3) / (f - k)^2`` (the common factor ``sin(pi f)`` cancels in the normalisation),
-    and the six numerators take only three values, ``sin(a)`` and ``sin(a +- pi / 3)`` with ``a = pi f / 3``,
-    which follow from ``sin(a)`` and ``cos(a)`` (short polynomials here). ``f`` is kept 1e-6 away from the taps,
-    which moves a weight by about 1e-6 times its slope at most. Tap-major output: every operation runs along the
-    long axis. Unless ``normalise``, the weights are left unnormalised (the caller divides by their sum).
+    Equal to :func:`_weights` (transposed) to 1e-9 in float64 (1e-6 in float32). ``sinc(f - k) sinc((f - k) / 3)``
+    is proportional to ``(-1)^k sin(pi (f - k) / 3) / (f - k)^2`` (the common factor ``sin(pi f)`` cancels in the
+    normalisation), and the six numerators take only three values, ``sin(a)`` and ``sin(a +- pi / 3)`` with ``a = pi
+    f / 3``, which follow from ``sin(a)`` and ``cos(a)`` (short polynomials here). ``f`` is kept 1e-9 (float32:
+    1e-6) away from the taps, which moves a weight by about that times its slope at most. Tap-major output: every
+    operation runs along the long axis. Unless ``normalise``, the weights are left unnormalised (the caller divides
+    by their sum).
     """
-    f32 = np.float32
-    f = np.clip(np.asarray(frac).reshape(-1), 1e-6, 1.0 - 1e-6).astype(f32)
+    f32 = SAMPLE_DTYPE
+    eps = 1e-9 if f32 == np.float64 else 1e-6  # away from the taps, where 0 / 0 would be (1 - 1e-9 is 1 in float32)
+    f = np.clip(np.asarray(frac).reshape(-1), eps, 1.0 - eps).astype(f32)
     a = f * f32(np.pi / 3.0)
     a2 = a * a
     s0 = _horner(a2, _SINC_POLY)
@@ -208,12 +213,12 @@ def interpolate(image: np.ndarray, x: np.ndarray, y: np.ndarray, method: str = "
 def _lanczos3_sample(image, bx, by, fx, fy, inside, weight=None) -> np.ndarray:
     """Lanczos-3 values (flat, float64) at the positions ``(bx + fx, by + fy)`` of groups (G, M) of positions.
 
-    Each group's taps are copied once as a box of float32 pixels (a memory-mapped, big-endian image is read and
-    converted once, and the gathers below hit a small array in the cache). Then, in chunks of :data:`CHUNK`
+    Each group's taps are copied once as a box of pixels (a memory-mapped, big-endian image is read and converted
+    once, and the gathers below hit a small array in the cache). Then, in chunks of :data:`CHUNK`
     positions, each of the 36 taps is gathered from the box shifted by the tap's offset (one index array for all
     taps) into a tap-major (36, P) array, and combined with the separable weights, normalised once at the end.
     Every numpy operation runs along the long axis of positions: several times faster than 6 x 6 patches per
-    position. Pixels and weights are float32 (the cubes are), the sums float32 too: about 1e-7 of the peak.
+    position.
     """
     groups, m = bx.shape
     if not inside.any():
@@ -232,7 +237,7 @@ def _lanczos3_sample(image, bx, by, fx, fy, inside, weight=None) -> np.ndarray:
         x0[g], y0[g] = xs.min() - 2, ys.min() - 2
         ext[g] = ys.max() + 4 - y0[g], xs.max() + 4 - x0[g]
     h, w = (max(1, int(v)) for v in ext.max(axis=0))
-    box = np.zeros((groups, h, w), dtype=np.float32)
+    box = np.zeros((groups, h, w), dtype=SAMPLE_DTYPE)
     for g in range(groups):
         if ext[g, 0]:
             region = (slice(y0[g], y0[g] + ext[g, 0]), slice(x0[g], x0[g] + ext[g, 1]))
@@ -245,7 +250,7 @@ def _lanczos3_sample(image, bx, by, fx, fy, inside, weight=None) -> np.ndarray:
     start = (start if everywhere.all() else np.where(inside, start, 0)).reshape(-1)
     offsets = [j * w + i for j in range(6) for i in range(6)]
     values = np.empty(groups * m)
-    taps = np.empty((36, min(CHUNK, values.size)), dtype=np.float32)
+    taps = np.empty((36, min(CHUNK, values.size)), dtype=SAMPLE_DTYPE)
     for a in range(0, values.size, CHUNK):
         part = slice(a, a + CHUNK)
         first = start[part]

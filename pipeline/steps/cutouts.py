@@ -169,7 +169,7 @@ def extract_cutouts(
         :data:`pipeline.store.cubes.FLUX_CONVENTION`) at the reference zero point, invalid pixels 0, indexed
         ``[object, band, row (north up), col (east left)]``; ``object_id`` int64 (N,); ``coverage`` float32
         (N, n_bands), the fraction of valid pixels; ``exposures`` and ``pixel_noise`` float32 (N, n_bands), the
-        mean number of exposures per valid pixel and the median noise of a valid pixel; ``bands`` (sorted by
+        mean number of exposures per valid pixel and the RMS noise of a valid pixel; ``bands`` (sorted by
         wavelength); ``n_outside``, the number of sources no tile of any band covers; ``units``, the input images'
         ``BUNIT`` per band (None where absent). Rows are in the order of ``sources``.
     """

@@ -203,7 +203,7 @@ def detect_sources(
     region : (ra, dec, radius_deg), optional
         Detect only within this circle.
     preview : str or Path, optional
-        A PNG of the detections over the patch with the most sources (detection image, Kron ellipses).
+        A PNG of the detections over the fully covered patch with the most sources (detection image, Kron radii).
     with_ebv : bool
         Add ``ebv`` from the SFD map.
 
@@ -242,7 +242,7 @@ def detect_sources(
     found = []
     info: dict = {}
     ids = np.arange(len(ra_c))
-    best_preview = (-1, None)
+    best_preview = ((-1.0, -1), None)
     blocks = mosaics.iter_blocks(
         ra_c, dec_c, ids, tiles, patch_px, pixel_scale_arcsec, interpolation, "none", options, 1, info
     )
@@ -259,8 +259,10 @@ def detect_sources(
                 np.arccos(np.clip(unit_vectors(ra, dec) @ unit_vectors([region[0]], [region[1]])[0], -1, 1))
             )
             mine &= sep <= region[2]
-        if preview is not None and mine.sum() > best_preview[0]:
-            best_preview = (int(mine.sum()), (cubes[0], res, mine, bands, det_idx))
+        # the preview: the fully covered patch with the most sources (else the best covered one)
+        score = (round(float(coverage[0][det_idx].min()), 2), int(mine.sum()))
+        if preview is not None and score > best_preview[0]:
+            best_preview = (score, (cubes[0], res, mine, bands, det_idx))
         found.append(_rows(res, ra, dec, mine, bands, pixel_scale_arcsec))
     table = pd.concat(found, ignore_index=True) if found else _rows(None, [], [], [], bands, pixel_scale_arcsec)
     table = _finish(table, bands, options.zero_point, with_ebv)

@@ -4,7 +4,7 @@ Both files share one layout (HDF5, chunked along objects, uncompressed): ``cubes
 bands sorted by wavelength, ``object_id`` (N,), ``coverage`` (N, n_bands) the fraction of valid pixels, and the
 attributes ``bands``, ``size``, ``pixel_scale_arcsec`` and ``flux_convention``. Cutout shards add the per-band
 columns of :data:`BAND_COLUMNS` (N, n_bands): ``exposures``, the mean number of exposures combined per valid pixel
-(1 for the single-tile choice), and ``pixel_noise``, the median noise of a valid pixel (1 sigma, cube units). The
+(1 for the single-tile choice), and ``pixel_noise``, the RMS noise of a valid pixel (1 sigma, cube units). The
 datacube (``photoz pack``, or ``photoz import-cube``) adds the per-object columns ``z_spec``, ``ebv``, ``fold``,
 ``missing_bands`` (bit mask of bands without data, zero-filled), the standardisation statistics ``norm_mean`` /
 ``norm_std`` (n_folds, n_bands) of the compressed pixels outside each fold, and the attributes ``n_folds`` and
