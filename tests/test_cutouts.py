@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import copy
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -9,6 +12,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from pipeline.core import mosaics as cutouts_mosaics
 from pipeline.core import resample
 from pipeline.steps import cutouts
 from pipeline.steps.cutouts import extract_cutouts, shard_of
@@ -634,3 +638,19 @@ def test_mosaic_background_removes_a_sky_gradient(tmp_path):
     aperture = np.hypot(rr - 15.5, cc - 15.5) < 8  # 99.4 % of the source, noise 0.5 * sqrt(201) = 7
     assert cubes[3, 0][aperture].sum() == pytest.approx(99.4, abs=15.0)
     assert model["pixel_noise"][:, 0] == pytest.approx(0.45, abs=0.05)  # the noise, not the gradient
+
+
+def test_stack_options_defaults_are_the_schemas(demo_config):
+    from pipeline.core.config import validate_config
+    from pipeline.core.mosaics import StackOptions, stack_argv
+
+    cfg = validate_config(copy.deepcopy(demo_config))
+    assert StackOptions.from_config(cfg) == StackOptions()
+    # the workflow's command line of the cutouts gives the same options back
+    parser = argparse.ArgumentParser()
+    cutouts_mosaics.add_stack_arguments(parser)
+    assert cutouts_mosaics.options_from_args(parser.parse_args(list(map(str, stack_argv(cfg))))) == StackOptions()
+    cfg["simulation"]["epochs"] = 4
+    cfg = validate_config(cfg)
+    opts = StackOptions.from_config(cfg)
+    assert opts.zero_point_keys == ("MAGZERO",) and opts.exposure_keys == ("EPOCH",)
