@@ -103,10 +103,11 @@ CHUNK = 16384
 
 
 def _horner(a2: np.ndarray, coeffs) -> np.ndarray:
-    out = np.full_like(a2, coeffs[-1])
-    for c in coeffs[-2::-1]:
+    out = a2 * coeffs[-1]
+    out += coeffs[-2]
+    for c in coeffs[-3::-1]:
         out *= a2
-        out += a2.dtype.type(c)
+        out += c
     return out
 
 
@@ -123,21 +124,20 @@ def _weights_fast(frac: np.ndarray, normalise: bool = True) -> np.ndarray:
     """
     f32 = SAMPLE_DTYPE
     eps = 1e-9 if f32 == np.float64 else 1e-6  # away from the taps, where 0 / 0 would be (1 - 1e-9 is 1 in float32)
-    f = np.clip(np.asarray(frac).reshape(-1), eps, 1.0 - eps).astype(f32)
+    f = np.clip(np.asarray(frac).reshape(-1), eps, 1.0 - eps).astype(f32, copy=False)
     a = f * f32(np.pi / 3.0)
     a2 = a * a
     s0 = _horner(a2, _SINC_POLY)
     s0 *= a
     c = _horner(a2, _COS_POLY)
-    half = s0 * f32(0.5)
-    plus = half + c  # sin(a + pi / 3)
-    minus = half - c  # sin(a - pi / 3)
-    np.negative(plus, out=plus)
-    np.negative(minus, out=minus)
-    numerators = (minus, plus, s0, minus, plus, s0)  # with the signs (-1)^k
+    nhalf = s0 * f32(-0.5)
+    neg_plus = nhalf - c  # -sin(a + pi / 3)
+    neg_minus = c + nhalf  # -sin(a - pi / 3)
+    numerators = (neg_minus, neg_plus, s0, neg_minus, neg_plus, s0)  # with the signs (-1)^k
     w = np.empty((6, f.size), dtype=f32)
+    d = np.empty_like(f)
     for k, tap in enumerate(_TAPS3):
-        d = f - f32(tap)
+        np.subtract(f, f32(tap), out=d)
         d *= d
         np.divide(numerators[k], d, out=w[k])
     if normalise:
@@ -257,8 +257,9 @@ def _lanczos3_sample(image, bx, by, fx, fy, inside, weight=None) -> np.ndarray:
         t = taps[:, : first.size]
         for k, offset in enumerate(offsets):
             np.take(flat[offset:], first, out=t[k], mode="clip")  # in range: "clip" only skips the bounds check
-        wx = _weights_fast(fx[part], normalise=False)
-        wy = _weights_fast(fy[part], normalise=False)
+        n = first.size
+        both = _weights_fast(np.concatenate([fx[part], fy[part]]), normalise=False)  # one pass for x and y
+        wx, wy = both[:, :n], both[:, n:]
         rows = np.einsum("jip,ip->jp", t.reshape(6, 6, -1), wx)
         total = np.einsum("jp,jp->p", rows, wy)
         total /= wx.sum(axis=0) * wy.sum(axis=0)
