@@ -5,9 +5,11 @@ is divided by the flux scale factor (output / input pixel area at the tile centr
 Lanczos-3: reproject has no Lanczos kernel (its 'bicubic' is a cubic spline), so the reference is a direct
 evaluation of our own kernel with the exact WCS at every pixel (``all_world2pix`` per pixel, the plain 6 x 6
 gather of ``resample._interpolate_reference``, area ratio from central differences of the exact map).
-Printed: cutouts per second per band for both sides, the ratio and the largest difference / cutout peak.
+Printed: cutouts per second per band for both sides, the ratio and the largest difference / cutout peak; then the
+Lanczos-3 / bilinear ratio of our CPU times; then the cost of stacking N exposures of the r band (N copies of the
+frame, each with its own noise, as separate files) against the single-tile cutouts of one, by CPU time.
 
-Usage: python bench/bench_cutouts.py [N_SOURCES] [SIZE] [bilinear|lanczos3|both]
+Usage: python bench/bench_cutouts.py [N_SOURCES] [SIZE] [bilinear|lanczos3|both] [MAX_EXPOSURES]
 (uses ../shared/data/sdss-frames when present, otherwise a synthetic 2048 x 1489 field of noise)
 """
 
@@ -25,6 +27,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_area
 
+from pipeline.core.mosaics import StackOptions
 from pipeline.steps.cutouts import extract_cutouts
 
 FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss-frames" / "001035-6-0017"
@@ -76,11 +79,32 @@ def _exact_lanczos(images, bands, ra, dec, size):
     return out
 
 
-def main(n_sources=50, size=64, methods="both"):
+def _exposures(path: str, n: int, tmp: Path) -> list[str]:
+    """``n`` copies of a frame as separate exposures, each with its own added noise (so the clipping has work)."""
+    with fits.open(path) as hdul:
+        data, header = np.asarray(hdul[0].data, dtype=np.float32), hdul[0].header
+    sigma = 1.4826 * np.median(np.abs(data - np.median(data)))
+    out = []
+    for k in range(n):
+        rng = np.random.default_rng(k)
+        name = tmp / f"exposure-{k}.fits"
+        noisy = data + rng.normal(0, sigma, data.shape).astype(np.float32)
+        fits.PrimaryHDU(noisy, header=header).writeto(name)
+        out.append(str(name))
+    return out
+
+
+def _cpu(fn):
+    c0 = time.process_time()
+    result = fn()
+    return time.process_time() - c0, result
+
+
+def main(n_sources=50, size=64, methods="both", max_exposures=8):
     from reproject import reproject_interp
 
     warnings.simplefilter("ignore", FITSFixedWarning)
-    n_sources, size = int(n_sources), int(size)
+    n_sources, size, max_exposures = int(n_sources), int(size), int(max_exposures)
     methods = ["bilinear", "lanczos3"] if methods == "both" else [methods]
     with tempfile.TemporaryDirectory() as tmp:
         files = _frames(Path(tmp))
@@ -94,12 +118,14 @@ def main(n_sources=50, size=64, methods="both"):
         xy = rng.uniform([100, 100], [nx - 100, ny - 100], (n_sources, 2))
         ra, dec = wcs.all_pix2world(xy[:, 0], xy[:, 1], 0)
         sources = pd.DataFrame({"object_id": np.arange(n_sources), "ra": ra, "dec": dec})
+        cpu_ours = {}
         for method in methods:
             kw = dict(size=size, pixel_scale_arcsec=SCALE, interpolation=method, background="none")
             extract_cutouts(sources.iloc[:2], files, **kw)  # warm-up (imports, first file opens)
             t0, c0 = time.perf_counter(), time.process_time()
             res = extract_cutouts(sources, files, **kw)
             t_ours, c_ours = time.perf_counter() - t0, time.process_time() - c0
+            cpu_ours[method] = c_ours
             bands = res["bands"]
             t0, c0 = time.perf_counter(), time.process_time()
             if method == "bilinear":
@@ -131,7 +157,24 @@ def main(n_sources=50, size=64, methods="both"):
             print(f"  speed-up by CPU time:          {c_ref / c_ours:8.1f}")
             print(f"  speed-up by wall time:         {t_ref / t_ours:8.1f}")
             print(f"  max |ours - ref| / peak:       {(diff / peak).max():.2e}  (median {np.median(diff / peak):.2e})")
+        if len(cpu_ours) == 2:
+            print(f"lanczos3 / bilinear CPU time: {cpu_ours['lanczos3'] / cpu_ours['bilinear']:.2f}")
+
+        # Stacking: N exposures of the r frame against the single-tile cutouts of one (Lanczos-3, r band only).
+        counts = [n for n in (1, 2, 4, 8, 16) if n <= max_exposures]
+        exposures = _exposures(files["r"][0], max(counts), Path(tmp))
+        kw = dict(size=size, pixel_scale_arcsec=SCALE, interpolation="lanczos3", background="none")
+        best = StackOptions(combine="best")
+        extract_cutouts(sources.iloc[:2], {"r": exposures[:1]}, options=best, **kw)
+        single, _ = _cpu(lambda: extract_cutouts(sources, {"r": exposures[:1]}, options=best, **kw))
+        print(f"stacking {n_sources} sources, r band, {size} x {size} px, lanczos3 (CPU time):")
+        print(f"  single tile (combine=best, 1 file): {single:6.2f} s  {n_sources / single:6.0f} cutouts/s")
+        for n in counts:
+            t, res = _cpu(lambda n=n: extract_cutouts(sources, {"r": exposures[:n]}, **kw))
+            tb, _ = _cpu(lambda n=n: extract_cutouts(sources, {"r": exposures[:n]}, options=best, **kw))
+            print(f"  stack of {n:2d}: {t:6.2f} s = {t / single:5.2f} x single ({t / single / n:4.2f} x N); "
+                  f"best of {n:2d}: {tb:6.2f} s; exposures per pixel {res['exposures'].mean():.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

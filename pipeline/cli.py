@@ -15,6 +15,8 @@ import sys
 STEPS = {
     "simulate": "simulate a survey: mosaics, source list and spec-z catalogs",
     "cutouts": "resample mosaics onto a common grid per source",
+    "detect": "detect the sources of mosaics (photutils) when the survey has no catalog",
+    "photometry": "photutils photometry of every object of a cutout shard",
     "match": "compile spec-z catalogs, match them to sources, cut and assign folds",
     "pack": "pack cutouts and the training catalog into the datacube",
     "import-cube": "import cutouts made elsewhere (a P19-format .npz) as a datacube",

@@ -135,12 +135,25 @@ def reference_name(cfg: dict) -> str | None:
     return ref.get("name") or f"rail-{ref['estimator']}"
 
 
+def detected_sources_path(cfg: dict) -> str:
+    """Where rule ``detect`` writes the source catalog of a survey that has none."""
+    return f"{cfg['results']}/detect/sources.parquet"
+
+
 def _derive(cfg: dict) -> None:
-    """Point the survey at the simulated files when the config simulates it; expand ``{survey}`` in spec-z paths."""
+    """Point the survey at the simulated files when the config simulates it (with the header keywords of a
+    multi-epoch simulation), or at the detected sources when it has no catalog; expand ``{survey}`` in spec-z
+    paths."""
     if cfg.get("reference", {}).get("enabled"):
         cfg["reference"]["name"] = reference_name(cfg)
     if "simulation" not in cfg:
+        if "cube" not in cfg["survey"] and "sources" not in cfg["survey"]:
+            cfg["survey"]["sources"] = detected_sources_path(cfg)
         return
+    if cfg["simulation"].get("epochs", 1) > 1:
+        # each epoch is written in its own units (MAGZERO) and cut into tiles of one exposure (EPOCH)
+        cfg["survey"]["zero_point_keys"] = cfg["survey"].get("zero_point_keys") or ["MAGZERO"]
+        cfg["cutouts"]["exposure_keys"] = cfg["cutouts"].get("exposure_keys") or ["EPOCH"]
     sim = simulation_dir(cfg)
     for cat in cfg.get("specz", {}).get("catalogs", []):
         cat["path"] = cat["path"].replace("{survey}", sim)
@@ -193,8 +206,10 @@ def _check_cross_keys(cfg: dict, source: str) -> None:
         missing = [b for b in cfg["survey"]["bands"] if b not in mosaics]
         if missing:
             problems.append(f"survey.mosaics: no glob for band(s) {', '.join(missing)}")
-    if "sources" not in cfg["survey"] and not imported:
-        problems.append("survey.sources: required when there is no simulation block (or survey.cube)")
+    detect_bands = cfg.get("detect", {}).get("bands") or []
+    unknown = [b for b in detect_bands if b not in survey_bands]
+    if unknown:
+        problems.append(f"detect.bands: {', '.join(map(repr, unknown))} not in survey.bands: valid are {survey_bands}")
     if "specz" not in cfg:
         if not imported:
             problems.append("specz: required unless the survey is imported cutouts (survey.cube)")

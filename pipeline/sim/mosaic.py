@@ -138,19 +138,29 @@ def _sip_coefficients(rng, half_px: float, max_px: float) -> tuple[dict, dict]:
 
 
 def band_grid(
-    band: str, side_deg: float, scale_arcsec: float, tile_size_px: int, rng, sip_max_px: float = 0.0
+    band: str,
+    side_deg: float,
+    scale_arcsec: float,
+    tile_size_px: int,
+    rng,
+    sip_max_px: float = 0.0,
+    dither_arcsec: float = 5.0,
+    rotation_deg: float = 0.5,
 ) -> BandGrid:
-    """Draw the offset, rotation (and SIP distortion) of one band's grid and lay its tiles over the field.
+    """Draw the offset (up to ``dither_arcsec``), rotation (up to ``rotation_deg``) and SIP distortion of one band's
+    grid and lay its tiles over the field.
 
     Tiles are at most ``tile_size_px`` on a side and overlap by :data:`TILE_OVERLAP_PX`; they are shrunk evenly so
     that the smallest number of them covers the field plus a margin for the offsets and rotations.
     """
-    rot = np.deg2rad(rng.uniform(-0.5, 0.5))
-    offset = rng.uniform(-5.0, 5.0, 2) / 3600.0
+    rot = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg))
+    offset = rng.uniform(-dither_arcsec, dither_arcsec, 2) / 3600.0
     crval = tan_deproject(offset[0], offset[1], FIELD_CENTRE_DEG)
     s = scale_arcsec / 3600.0
     cd = s * np.array([[-np.cos(rot), np.sin(rot)], [np.sin(rot), np.cos(rot)]])
-    size = int(np.ceil((side_deg * 3600.0 + 2 * _MARGIN_ARCSEC) / scale_arcsec))
+    # The default margin covers the default dither and rotation; larger ones widen it.
+    margin = _MARGIN_ARCSEC + max(0.0, dither_arcsec - 5.0) + max(0.0, rotation_deg - 0.5) / 57.3 * side_deg * 1800
+    size = int(np.ceil((side_deg * 3600.0 + 2 * margin) / scale_arcsec))
     n = max(1, int(np.ceil((size - TILE_OVERLAP_PX) / (tile_size_px - TILE_OVERLAP_PX))))
     tile = size if n == 1 else int(np.ceil((size + (n - 1) * TILE_OVERLAP_PX) / n))
     starts = np.round(np.linspace(0, size - tile, n)).astype(int) if n > 1 else np.array([0])
@@ -182,6 +192,9 @@ class BandJob:
     xi_max: float | None
     keywords: dict
     out_dir: Path
+    prefix: str = ""  # of the tile file names
+    image_scale: float = 1.0  # image units per nanomaggy
+    artefacts: dict | None = None  # of a multi-epoch simulation (pipeline.sim.epochs.draw_artefacts)
 
 
 def draw_masks(size: int, rng) -> dict:
@@ -284,6 +297,10 @@ def render_tile(job: BandJob, k: int) -> np.ndarray | None:
     n = job.noise
     var = (np.clip(img, 0.0, None) + n.sky) / n.gain + (n.read_noise_e / n.gain) ** 2
     img += _noise_field(job.noise_entropy, x0, y0, t, t) * np.sqrt(var)
+    if job.artefacts:
+        from .epochs import add_artefacts
+
+        add_artefacts(img, job.artefacts, x0, y0)
     cx, cy, r = job.masks["disc"]
     img[(xx - cx) ** 2 + (yy - cy) ** 2 < r**2] = np.nan
     for cx0, cy0, w, h in job.masks["columns"]:
@@ -294,8 +311,8 @@ def render_tile(job: BandJob, k: int) -> np.ndarray | None:
 
 
 def write_tile(job: BandJob, k: int) -> str | None:
-    """Render tile ``k`` of a band and write it as float32 ``tile-XX.fits``; returns the file name (None: no
-    coverage, nothing written)."""
+    """Render tile ``k`` of a band and write it as float32 ``<prefix>tile-XX.fits`` (times ``job.image_scale``);
+    returns the file name (None: no coverage, nothing written)."""
     img = render_tile(job, k)
     if img is None:
         return None
@@ -310,6 +327,8 @@ def write_tile(job: BandJob, k: int) -> str | None:
     header["TILEX0"] = (x0, "0-based column of this tile in the band canvas")
     header["TILEY0"] = (y0, "0-based row of this tile in the band canvas")
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"tile-{k:02d}.fits"
+    name = f"{job.prefix}tile-{k:02d}.fits"
+    if job.image_scale != 1.0:
+        img = img * job.image_scale
     fits.PrimaryHDU(data=img.astype(np.float32), header=header).writeto(job.out_dir / name, overwrite=True)
     return name

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from pipeline import __version__
 from pipeline.core.bands import sort_bands
 from pipeline.core.io import atomic_path, read_json, write_json
 
+from . import epochs as multi
 from .catalog import FIELD_CENTRE_DEG, component_fluxes, draw_catalog, field_side_deg, tan_project
 from .mosaic import SHAPE_COLUMNS, BandJob, band_grid, draw_masks, max_radius_arcsec, write_tile
 from .noise import ZERO_POINT, band_noise
@@ -79,6 +81,11 @@ def parameters(sim_cfg: dict) -> tuple[dict, Preset]:
     }
     if sim_cfg.get("filters"):
         params["filters"] = dict(sorted(sim_cfg["filters"].items()))
+    epochs = int(sim_cfg.get("epochs") or 1)
+    if epochs < 1:
+        raise ValueError(f"simulation.epochs must be >= 1, got {epochs}")
+    if epochs > 1:  # absent for one epoch: the single-epoch surveys keep their parameters (and bytes)
+        params["epochs"] = epochs
     lo, hi = params["mag_range"]
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"simulation.mag_range: bright limit {lo} must be below faint limit {hi}")
@@ -174,7 +181,8 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
     sim_cfg : dict
         The config's ``simulation`` block: ``preset`` (``sdss``, ``cfhtls`` or ``hsc``), ``n_sources`` (galaxies
         plus stars), ``seed``, and optionally ``tile_size_px`` (largest tile side; tiles shrink evenly to cover the
-        field), ``star_fraction``, ``mag_range`` (galaxies, reference band) and ``filters`` (band -> filter curve).
+        field), ``star_fraction``, ``mag_range`` (galaxies, reference band), ``filters`` (band -> filter curve)
+        and ``epochs`` (single exposures per band, :mod:`pipeline.sim.epochs`; 1 by default).
     out : str or Path
         Output directory; replaced atomically. An existing directory holding a survey with other parameters, or
         anything other than a survey, is an error.
@@ -209,6 +217,15 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
     noises = {b: band_noise(preset, b) for b in bands}
     # The largest galaxy must fit the largest stamp in every band, whatever its pixel scale and seeing.
     r_cap = min(max_radius_arcsec(noises[b].fwhm_px, preset.scale(b)) for b in bands)
+    epochs = epoch_noise = None
+    if params.get("epochs", 1) > 1:
+        # A stream of its own, after the others: the single-epoch streams draw what they always drew.
+        rng["epochs"] = np.random.default_rng(np.random.SeedSequence(params["seed"]).spawn(len(_STREAMS) + 1)[-1])
+        epochs = multi.ensure_artefacts(
+            {b: multi.draw_epochs(preset, b, params["epochs"], rng["epochs"]) for b in bands}
+        )
+        epoch_noise = {(b, e.index): band_noise(e.preset(preset, b), b) for b in bands for e in epochs[b]}
+        r_cap = min(r_cap, *(max_radius_arcsec(n.fwhm_px, preset.scale(b)) for (b, _), n in epoch_noise.items()))
     colours = colour_grid(tuple(preset.filters.items()))
     df = draw_catalog(preset, params["n_sources"], params["star_fraction"], rng["catalog"], r_cap, colours)
     side = field_side_deg(preset, params["n_sources"])
@@ -246,13 +263,46 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
                 "SIMSEED": (params["seed"], "simulation seed"),
                 "ORIGIN": "pipeline.simulate",
             }
-            jobs[band] = BandJob(
-                grid=grid, x=x, y=y, jac=grid.jacobian_arcsec(x, y), bulge=bulge, disk=disk, shapes=shapes,
-                is_star=df["is_star"].to_numpy(), noise=noise, beta=preset.moffat_beta, scale=scale,
-                noise_entropy=int(rng["noise"].integers(2**62)), masks=draw_masks(grid.size, rng["noise"]),
-                xi_max=xi_max.get(band), keywords=keywords, out_dir=tmp / "mosaics" / band,
-            )  # fmt: skip
-        tasks = [(b, k) for b in bands for k in range(len(jobs[b].grid.tiles))]
+            if epochs is None:
+                jobs[band] = BandJob(
+                    grid=grid, x=x, y=y, jac=grid.jacobian_arcsec(x, y), bulge=bulge, disk=disk, shapes=shapes,
+                    is_star=df["is_star"].to_numpy(), noise=noise, beta=preset.moffat_beta, scale=scale,
+                    noise_entropy=int(rng["noise"].integers(2**62)), masks=draw_masks(grid.size, rng["noise"]),
+                    xi_max=xi_max.get(band), keywords=keywords, out_dir=tmp / "mosaics" / band,
+                )  # fmt: skip
+                continue
+            for ep in epochs[band]:
+                erng = rng["epochs"]
+                grid = band_grid(
+                    band, side, scale, params["tile_size_px"], erng, preset.sip_max_px, multi.DITHER_ARCSEC,
+                    multi.ROTATION_DEG,
+                )  # fmt: skip
+                x, y = grid.world_to_pixel(df["ra"].to_numpy(), df["dec"].to_numpy())
+                noise = epoch_noise[band, ep.index]
+                adu = ep.adu_per_nmgy
+                artefacts = multi.draw_artefacts(ep, grid.size, noise.sigma_pix, noise.fwhm_px, erng)
+                jobs[band, ep.index] = BandJob(
+                    grid=grid, x=x, y=y, jac=grid.jacobian_arcsec(x, y), bulge=bulge, disk=disk, shapes=shapes,
+                    is_star=df["is_star"].to_numpy(), noise=noise, beta=preset.moffat_beta, scale=scale,
+                    noise_entropy=int(erng.integers(2**62)), masks=draw_masks(grid.size, erng),
+                    xi_max=xi_max.get(band), out_dir=tmp / "mosaics" / band, prefix=f"epoch-{ep.index:02d}-",
+                    image_scale=adu, artefacts=artefacts,
+                    keywords={
+                        **keywords,
+                        "BUNIT": ("adu", "AB mag = MAGZERO - 2.5 log10(ADU sum)"),
+                        "MAGZERO": (ep.zero_point, "AB zero point of this epoch"),
+                        "ZP": (ep.zero_point, "same as MAGZERO"),
+                        "EPOCH": (ep.index, "epoch (exposure) index"),
+                        "PSF_FWHM": (ep.fwhm_arcsec, "PSF FWHM, arcsec (Moffat)"),
+                        "SKYLEVEL": (noise.sky * adu, "subtracted sky, ADU per pixel"),
+                        "SKYSIG": (noise.sigma_pix * adu, "sky noise, ADU per pixel"),
+                        "GAIN": (noise.gain / adu, "electrons per ADU"),
+                        "DEPTH5": (ep.depth_mag, "5-sigma point-source depth, AB mag"),
+                        "TRAIL": (artefacts["trail"] is not None, "a satellite trail crosses the epoch"),
+                        "NCOSMIC": (len(artefacts["cosmic"]), "cosmic rays on the epoch's canvas"),
+                    },
+                )  # fmt: skip
+        tasks = [(key, k) for key in jobs for k in range(len(jobs[key].grid.tiles))]
         mine = tasks if shard is None else tasks[shard[0] :: shard[1]]
         names = _run_tiles(jobs, mine, workers)
         log.info(
@@ -272,7 +322,7 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
             log.info("spec-z survey %s: %d redshifts", survey.name, len(table))
 
         # The tiles written (a band's tiles outside its coverage are not); a shard lists its own, merge_shards all.
-        tiles = {b: [f"mosaics/{b}/{names[t]}" for t in mine if t[0] == b and names[t]] for b in bands}
+        tiles = {b: [f"mosaics/{b}/{names[t]}" for t in mine if _band_of(t[0]) == b and names[t]] for b in bands}
         summary = {
             "parameters": params,
             "preset": preset.name,
@@ -297,11 +347,26 @@ def simulate_survey(sim_cfg: dict, out, workers: int | None = None, shard=None) 
             "specz": specz,
             "pipeline_version": __version__,
         }
+        if epochs is not None:
+            summary["flux_unit"] = "adu (each epoch's MAGZERO)"
+            summary["epochs"] = {
+                b: [multi.describe(e, b, preset, jobs[b, e.index].artefacts) for e in epochs[b]] for b in bands
+            }
         if shard is not None:
             summary["shard"] = shard
         write_json(summary, tmp / "survey.json")
     log.info("survey written to %s in %.1f s", out, time.monotonic() - t_start)
     return summary
+
+
+def _band_of(key) -> str:
+    """The band of a rendering job's key: the band, or (band, epoch)."""
+    return key if isinstance(key, str) else key[0]
+
+
+def _tile_order(rel: str) -> tuple[int, ...]:
+    """Sort key of a tile file (``tile-03.fits``, ``epoch-01-tile-03.fits``): its numbers."""
+    return tuple(int(n) for n in re.findall(r"\d+", Path(rel).name))
 
 
 def merge_shards(parts, out) -> dict:
@@ -323,10 +388,7 @@ def merge_shards(parts, out) -> dict:
     out = Path(out)
     check_destination(out, params)
     summary = {k: v for k, v in metas[0].items() if k != "shard"}
-    summary["tiles"] = {
-        b: sorted({t for m in metas for t in m["tiles"][b]}, key=lambda t: int(t.split("-")[-1][:-5]))
-        for b in summary["bands"]
-    }
+    summary["tiles"] = {b: sorted({t for m in metas for t in m["tiles"][b]}, key=_tile_order) for b in summary["bands"]}
     with atomic_path(out, suffix="") as tmp:
         shutil.copytree(parts[0], tmp, ignore=shutil.ignore_patterns("mosaics", "survey.json"))
         for p, m in zip(parts, metas, strict=True):

@@ -2,13 +2,15 @@
 
 Both files share one layout (HDF5, chunked along objects, uncompressed): ``cubes`` float32 (N, n_bands, S, S) in
 bands sorted by wavelength, ``object_id`` (N,), ``coverage`` (N, n_bands) the fraction of valid pixels, and the
-attributes ``bands``, ``size``, ``pixel_scale_arcsec`` and ``flux_convention``. The datacube (``photoz pack``, or
-``photoz import-cube``) adds the per-object columns ``z_spec``, ``ebv``, ``fold``, ``missing_bands`` (bit mask of
-bands without data, zero-filled), the standardisation statistics ``norm_mean`` / ``norm_std`` (n_folds, n_bands)
-of the compressed pixels outside each fold, and the attributes ``n_folds`` and ``preprocessing``. Beside a
-datacube sit its catalog rows as ``<name>.parquet`` (same row order) and, only when asked for, the pixels as
-``<name>.cubes.parquet`` (one row per galaxy: ``object_id`` and the cube flattened into a fixed-size list of
-float32, shape and bands in the schema metadata), for tools that prefer Parquet.
+attributes ``bands``, ``size``, ``pixel_scale_arcsec`` and ``flux_convention``. Cutout shards add the per-band
+columns of :data:`BAND_COLUMNS` (N, n_bands): ``exposures``, the mean number of exposures combined per valid pixel
+(1 for the single-tile choice), and ``pixel_noise``, the RMS noise of a valid pixel (1 sigma, cube units). The
+datacube (``photoz pack``, or ``photoz import-cube``) adds the per-object columns ``z_spec``, ``ebv``, ``fold``,
+``missing_bands`` (bit mask of bands without data, zero-filled), the standardisation statistics ``norm_mean`` /
+``norm_std`` (n_folds, n_bands) of the compressed pixels outside each fold, and the attributes ``n_folds`` and
+``preprocessing``. Beside a datacube sit its catalog rows as ``<name>.parquet`` (same row order) and, only when
+asked for, the pixels as ``<name>.cubes.parquet`` (one row per galaxy: ``object_id`` and the cube flattened into a
+fixed-size list of float32, shape and bands in the schema metadata), for tools that prefer Parquet.
 
 The cubes are left uncompressed on purpose: noisy float32 pixels compress by 1.16x at best and gzip writes at
 40-50 MB/s, while an uncompressed chunk is a plain block of ``CHUNK_OBJECTS`` cubes in the file, which
@@ -29,6 +31,8 @@ import pandas as pd
 from pipeline.core import io
 
 CHUNK_OBJECTS = 64
+# Optional per-object, per-band float32 columns (N, n_bands) that a writer's ``append`` may carry.
+BAND_COLUMNS = ("exposures", "pixel_noise")
 ROW_GROUP_OBJECTS = 1024  # Parquet row group of the pixel copy; also the block size of the streaming writers
 PREPROCESSING = "x_c = sign(x)(sqrt(|x|+1)-1), then (x_c - norm_mean[fold]) / norm_std[fold]"
 FLUX_CONVENTION = (
@@ -77,15 +81,30 @@ class CubeWriter:
             self.pq = pq.ParquetWriter(parquet_tmp, _cube_schema(nb, size, bands), compression="none")
         self.ids: list[np.ndarray] = []
 
-    def append(self, object_id: np.ndarray, block: np.ndarray, coverage: np.ndarray) -> None:
+    def append(self, object_id: np.ndarray, block: np.ndarray, coverage: np.ndarray, **columns) -> None:
+        """Append a block of cubes with their ``coverage`` and any :data:`BAND_COLUMNS` (each (n, n_bands)); a
+        column must come with every block once it came with the first."""
         block = np.ascontiguousarray(block, dtype=np.float32)
         n0, n = self.cubes.shape[0], len(block)
+        unknown = set(columns) - set(BAND_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown per-band columns {sorted(unknown)} (known: {BAND_COLUMNS})")
+        nb = len(self.bands)
+        for name in columns:
+            if name not in self.f and n0 == 0:
+                self.f.create_dataset(name, (0, nb), maxshape=(None, nb), dtype="f4")
+        for name in BAND_COLUMNS:
+            if (name in self.f) != (name in columns):
+                raise ValueError(f"per-band column {name!r} must come with every block or with none")
         if n == 0:
             return
         self.cubes.resize(n0 + n, axis=0)
         self.cubes[n0:] = block
         self.coverage.resize(n0 + n, axis=0)
         self.coverage[n0:] = coverage
+        for name, values in columns.items():
+            self.f[name].resize(n0 + n, axis=0)
+            self.f[name][n0:] = np.asarray(values, dtype=np.float32)
         ids = np.asarray(object_id, dtype=np.int64)
         if self.pq is not None:
             import pyarrow as pa
@@ -134,8 +153,9 @@ def write_cutouts(result: dict, path, attrs: dict) -> None:
     """Write in-memory cutouts (``object_id``, ``cubes``, ``coverage``, ``bands``) as a cube file, atomically."""
     cubes = np.asarray(result["cubes"], dtype=np.float32)
     size = cubes.shape[2] if cubes.ndim == 4 else int(attrs.get("size", 0))
+    columns = {name: result[name] for name in BAND_COLUMNS if name in result}
     with cube_writer(path, result["bands"], size, n=len(cubes)) as writer:
-        writer.append(result["object_id"], cubes, np.asarray(result["coverage"], dtype=np.float32))
+        writer.append(result["object_id"], cubes, np.asarray(result["coverage"], dtype=np.float32), **columns)
         writer.finish(attrs)
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
 
-from pipeline.core.config import ConfigError, reference_name, section_config  # noqa: E402
+from pipeline.core.config import ConfigError, detected_sources_path, reference_name, section_config  # noqa: E402
+from pipeline.core.mosaics import stack_argv  # noqa: E402
 from pipeline.core.pdf import point_estimate_of  # noqa: E402
 from pipeline.tools.check_config import check_config  # noqa: E402
 from pipeline.tools.code_hash import code_hash  # noqa: E402
@@ -25,6 +26,8 @@ DATACUBE = f"{R}/datacube/train.h5"
 DATACUBE_CATALOG = f"{R}/datacube/train.parquet"
 SURVEY_DIR = f"{R}/survey"
 SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"].get("sources")
+# a survey of mosaics without a source catalog: rule detect makes it (survey.sources was derived to its output)
+DETECT = not SIMULATED and not IMPORTED and SOURCES == detected_sources_path(config)
 MODELS = list(config["models"])
 FOLDS = config["folds"]["test"] or list(range(config["folds"]["n"]))
 SEEDS = list(config["training"]["seeds"])
@@ -98,10 +101,6 @@ def reference_photometry(wildcards):
     """The magnitudes of the reference: the pipeline's photometry shards, or the source catalog (the simulated
     survey's folder when simulating: the catalog is a file in it)."""
     if config["reference"]["magnitudes"] == "photometry":
-        if not rules.has("photometry"):
-            raise WorkflowError(
-                "reference.magnitudes: 'photometry' needs rule photometry, which this workflow lacks: use 'catalog'"
-            )
         return gather.shards(f"{R}/photometry/shard-{{scatteritem}}.parquet")
     return survey_inputs("sources")
 
@@ -139,7 +138,32 @@ def cutout_argv(wildcards, output):
     for band in config["survey"]["bands"]:
         argv += ["--band", f"{band}={config['survey']['mosaics'][band]}"]
     argv += ["--size", c["size"], "--pixel-scale", c["pixel_scale_arcsec"]]
-    return argv + ["--interpolation", c["interpolation"], "--background", c["background"]]
+    argv += ["--interpolation", c["interpolation"], "--background", c["background"]]
+    return argv + stack_argv(config)
+
+
+def _detect_options():
+    d = config["detect"]
+    argv = []
+    for band in d["bands"] or []:
+        argv += ["--detect-band", band]
+    argv += ["--threshold", d["threshold"], "--min-area", d["min_area"], "--deblend-contrast", d["deblend_contrast"]]
+    return argv + ["--kernel-fwhm", d["kernel_fwhm_arcsec"], "--aperture-diameter", d["aperture_diameter_arcsec"]]
+
+
+def detect_argv(wildcards, output):
+    c = config["cutouts"]
+    argv = ["--out", output.catalog, "--summary", output.summary, "--preview", output.preview]
+    for band in config["survey"]["bands"]:
+        argv += ["--band", f"{band}={config['survey']['mosaics'][band]}"]
+    argv += ["--pixel-scale", c["pixel_scale_arcsec"], "--interpolation", c["interpolation"]]
+    argv += ["--patch-px", config["detect"]["patch_px"]]
+    return argv + _detect_options() + stack_argv(config)
+
+
+def photometry_argv(wildcards, input, output):
+    argv = ["--cutouts", input[0], "--out", output[0], "--zero-point", config["survey"]["zero_point"]]
+    return argv + _detect_options()
 
 
 def import_cube_argv(output):

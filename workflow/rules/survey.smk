@@ -62,3 +62,61 @@ if not IMPORTED:
             code=code_hash("cutouts"),
         script:
             STEP
+
+
+# the sources of a survey of mosaics without a catalog (photutils); the cutouts, spec-z matching and the
+# catalog-wide photo-z then use them
+if DETECT:
+
+    rule detect:
+        input:
+            survey_inputs("mosaics"),
+        output:
+            catalog=SOURCES,
+            summary=f"{R}/detect/summary.json",
+            preview=f"{R}/detect/detections.png",
+        log:
+            "logs/detect/detect.log",
+        benchmark:
+            "benchmarks/detect/detect.tsv"
+        conda:
+            "../../envs/photoz.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 8000 * attempt,
+            runtime=lambda wc, attempt: 120 * attempt,
+            cpus_per_task=lambda wc, threads: threads,
+        params:
+            step="detect",
+            argv=detect_argv,
+            code=code_hash("detect"),
+        script:
+            STEP
+
+
+# photutils photometry of every object of a cutout shard (Kron and aperture fluxes in every band), for the
+# colour-only reference photo-z
+if not IMPORTED:
+
+    rule photometry:
+        input:
+            f"{R}/cutouts/shard-{{scatteritem}}.h5",
+        output:
+            f"{R}/photometry/shard-{{scatteritem}}.parquet",
+        log:
+            "logs/photometry/shard-{scatteritem}.log",
+        benchmark:
+            "benchmarks/photometry/shard-{scatteritem}.tsv"
+        conda:
+            "../../envs/photoz.yaml"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 4000 * attempt,
+            runtime=lambda wc, attempt: 120 * attempt,
+            cpus_per_task=lambda wc, threads: threads,
+        params:
+            step="photometry",
+            argv=photometry_argv,
+            code=code_hash("photometry"),
+        script:
+            STEP
