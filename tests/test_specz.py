@@ -20,6 +20,7 @@ def _config(tmp_path, catalogs, demo_config, **selection):
     cfg["selection"] = {"mag_max": None, "z_range": [0.0, 1.0], "remove_stars": True, "min_coverage": 0.5, **selection}
     cfg["survey"] = {"bands": ["g", "r"], "mosaics": {"g": "x", "r": "y"}, "sources": "s", "mag_column": "mag_r"}
     cfg.pop("simulation", None)
+    cfg["reference"] = {"enabled": False}  # a real survey's reference needs its extinction coefficients
     return validate_config(cfg)
 
 
