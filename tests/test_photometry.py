@@ -85,6 +85,21 @@ def test_an_empty_centre_is_flagged_and_measured_in_the_aperture(tmp_path):
     assert np.isnan(table.kron_radius_arcsec[0])
 
 
+def test_settings_of_the_config_and_of_the_command_line():
+    """detect and photometry share one settings object: the schema's defaults are the command line's, a config
+    section overrides them, and lengths in arcsec become pixels of the images' scale."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    phot.add_detect_arguments(parser)
+    assert phot.settings_from_args(parser.parse_args([])) == phot.DetectSettings.from_config()
+    settings = phot.settings_from_args(parser.parse_args(["--threshold", "2.5", "--aperture-diameter", "2"]))
+    assert settings == phot.DetectSettings.from_config({"threshold": 2.5, "aperture_diameter_arcsec": 2.0})
+    params = settings.in_pixels(0.5)
+    assert params.threshold == 2.5 and params.aperture_radius_px == 2.0
+    assert params.kernel_fwhm_px == settings.kernel_fwhm_arcsec / 0.5 and params.contrast == settings.deblend_contrast
+
+
 def test_correlation_factor():
     rng = np.random.default_rng(2)
     white = rng.normal(size=(20, 40, 40))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -55,6 +55,63 @@ class DetectionParams:
     contrast: float
     kernel_fwhm_px: float
     aperture_radius_px: float
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """The detection and aperture settings of the config section ``detect`` that ``photoz detect`` and ``photoz
+    photometry`` share, lengths in arcsec; :meth:`from_config` fills what a section leaves out with the schema's
+    defaults, :meth:`in_pixels` gives the :class:`DetectionParams` of images of a pixel scale.
+
+    Attributes
+    ----------
+    threshold, min_area, deblend_contrast, kernel_fwhm_arcsec, aperture_diameter_arcsec
+        The keys of the same names (see the schema).
+    """
+
+    threshold: float
+    min_area: int
+    deblend_contrast: float
+    kernel_fwhm_arcsec: float
+    aperture_diameter_arcsec: float
+
+    @classmethod
+    def from_config(cls, detect: dict | None = None) -> DetectSettings:
+        """The settings of a config's ``detect`` section (None: the schema's defaults)."""
+        from pipeline.core.config import schema_default
+
+        section = {**schema_default("detect"), **(detect or {})}
+        return cls(**{f.name: section[f.name] for f in fields(cls)})
+
+    def in_pixels(self, pixel_scale_arcsec: float) -> DetectionParams:
+        """The settings for images of ``pixel_scale_arcsec`` (arcsec per pixel)."""
+        return DetectionParams(
+            threshold=self.threshold, min_area=self.min_area, contrast=self.deblend_contrast,
+            kernel_fwhm_px=self.kernel_fwhm_arcsec / pixel_scale_arcsec,
+            aperture_radius_px=self.aperture_diameter_arcsec / 2 / pixel_scale_arcsec,
+        )  # fmt: skip
+
+
+def add_detect_arguments(parser) -> None:
+    """The command-line options of :class:`DetectSettings` and of the detection bands, their defaults the schema's."""
+    from pipeline.core.config import schema_default
+
+    d = lambda key: schema_default(f"detect.{key}")  # noqa: E731
+    group = parser.add_argument_group("detection and apertures (config section detect)")
+    group.add_argument("--detect-band", action="append", default=None, help="band of the detection image (repeat)")
+    group.add_argument("--threshold", type=float, default=d("threshold"), help="sigma of the smoothed image")
+    group.add_argument("--min-area", type=int, default=d("min_area"), help="pixels")
+    group.add_argument("--deblend-contrast", type=float, default=d("deblend_contrast"))
+    group.add_argument("--kernel-fwhm", type=float, default=d("kernel_fwhm_arcsec"), help="arcsec")
+    group.add_argument("--aperture-diameter", type=float, default=d("aperture_diameter_arcsec"), help="arcsec")
+
+
+def settings_from_args(args) -> DetectSettings:
+    """The :class:`DetectSettings` of arguments parsed with :func:`add_detect_arguments`."""
+    return DetectSettings(
+        threshold=args.threshold, min_area=args.min_area, deblend_contrast=args.deblend_contrast,
+        kernel_fwhm_arcsec=args.kernel_fwhm, aperture_diameter_arcsec=args.aperture_diameter,
+    )  # fmt: skip
 
 
 def robust_sigma(values: np.ndarray) -> float:

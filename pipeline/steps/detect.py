@@ -178,14 +178,10 @@ def _on_edge(slices, size: int) -> bool:
 def detect_sources(
     band_files: dict[str, list[str]],
     detect_bands=None,
-    pixel_scale_arcsec: float = 0.396,
-    interpolation: str = "lanczos3",
-    threshold: float = 1.5,
-    min_area: int = 5,
-    contrast: float = 0.005,
-    kernel_fwhm_arcsec: float = 1.5,
-    aperture_diameter_arcsec: float = 3.0,
-    patch_px: int = 512,
+    pixel_scale_arcsec: float | None = None,
+    interpolation: str | None = None,
+    settings: phot.DetectSettings | None = None,
+    patch_px: int | None = None,
     options: mosaics.StackOptions | None = None,
     region=None,
     preview=None,
@@ -200,9 +196,11 @@ def detect_sources(
     detect_bands : list of str, optional
         Bands of the detection image (default: all); each must be a band of ``band_files``.
     pixel_scale_arcsec, interpolation
-        The patches' pixel scale and the resampling kernel.
-    threshold, min_area, contrast, kernel_fwhm_arcsec, aperture_diameter_arcsec, patch_px
-        The config section ``detect``.
+        The patches' pixel scale and the resampling kernel (default: the schema's ``cutouts`` keys).
+    settings : DetectSettings, optional
+        Detection and aperture settings (default: the schema's ``detect`` section).
+    patch_px : int, optional
+        Side of the patches (default: the schema's ``detect.patch_px``).
     options : StackOptions, optional
         Calibration and combination of the tiles (the cutouts' own).
     region : (ra, dec, radius_deg), optional
@@ -223,6 +221,12 @@ def detect_sources(
     summary : dict
         Counts, patches, the point-source radius and the magnitude quantiles per band.
     """
+    from pipeline.core.config import schema_default
+
+    pixel_scale_arcsec = pixel_scale_arcsec or schema_default("cutouts.pixel_scale_arcsec")
+    interpolation = interpolation or schema_default("cutouts.interpolation")
+    settings = settings or phot.DetectSettings.from_config()
+    patch_px = patch_px or schema_default("detect.patch_px")
     options = options or mosaics.StackOptions()
     if not band_files:
         raise ValueError("no bands given")
@@ -236,11 +240,7 @@ def detect_sources(
     det_tiles = [t for b in detect_bands for t in tiles[b]]
     ra_c, dec_c = patch_centres(det_tiles, patch_px, pixel_scale_arcsec, region)
     log.info("%d patches of %d px over the footprint of %d tiles", len(ra_c), patch_px, len(det_tiles))
-    params = phot.DetectionParams(
-        threshold=threshold, min_area=min_area, contrast=contrast,
-        kernel_fwhm_px=kernel_fwhm_arcsec / pixel_scale_arcsec,
-        aperture_radius_px=aperture_diameter_arcsec / 2 / pixel_scale_arcsec,
-    )  # fmt: skip
+    params = settings.in_pixels(pixel_scale_arcsec)
     from scipy.spatial import cKDTree
 
     owner = cKDTree(unit_vectors(ra_c, dec_c))
@@ -396,35 +396,26 @@ def main(argv=None) -> None:
     from pipeline.core.config import schema_default
     from pipeline.core.io import write_json, write_parquet
 
-    def default(key):
-        return schema_default(f"detect.{key}")
-
     parser = argparse.ArgumentParser(prog="photoz detect", description=__doc__.splitlines()[0])
     parser.add_argument("--band", action="append", required=True, metavar="NAME=GLOB", help="mosaics of one band")
     parser.add_argument("--out", required=True, help="output source catalog (Parquet)")
     parser.add_argument("--summary", help="JSON summary (default: beside --out)")
     parser.add_argument("--preview", help="PNG of the detections over one patch")
-    parser.add_argument("--detect-band", action="append", default=None, help="band of the detection image (repeat)")
     parser.add_argument("--pixel-scale", type=float, default=schema_default("cutouts.pixel_scale_arcsec"))
     parser.add_argument(
         "--interpolation", choices=mosaics.INTERPOLATIONS, default=schema_default("cutouts.interpolation")
     )
-    parser.add_argument("--threshold", type=float, default=default("threshold"), help="sigma of the smoothed image")
-    parser.add_argument("--min-area", type=int, default=default("min_area"), help="pixels")
-    parser.add_argument("--deblend-contrast", type=float, default=default("deblend_contrast"))
-    parser.add_argument("--kernel-fwhm", type=float, default=default("kernel_fwhm_arcsec"), help="arcsec")
-    parser.add_argument("--aperture-diameter", type=float, default=default("aperture_diameter_arcsec"), help="arcsec")
-    parser.add_argument("--patch-px", type=int, default=default("patch_px"))
+    parser.add_argument("--patch-px", type=int, default=schema_default("detect.patch_px"))
     parser.add_argument("--region", type=float, nargs=3, metavar=("RA", "DEC", "RADIUS_DEG"), help="detect only here")
+    phot.add_detect_arguments(parser)
     mosaics.add_stack_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     plog.setup(args.verbose)
     band_files = dict(mosaics.parse_band(b) for b in args.band)
     table, summary = detect_sources(
-        band_files, args.detect_band, args.pixel_scale, args.interpolation, args.threshold, args.min_area,
-        args.deblend_contrast, args.kernel_fwhm, args.aperture_diameter, args.patch_px,
-        mosaics.options_from_args(args), args.region, args.preview,
+        band_files, args.detect_band, args.pixel_scale, args.interpolation, phot.settings_from_args(args),
+        args.patch_px, mosaics.options_from_args(args), args.region, args.preview,
     )  # fmt: skip
     write_parquet(table, args.out)
     summary_path = args.summary or str(args.out).rsplit(".", 1)[0] + ".json"

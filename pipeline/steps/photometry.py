@@ -32,13 +32,6 @@ SOURCE_MARGIN_PX = 2
 CENTRE_SEARCH_PX = 3.0
 
 
-def _params(pixel_scale, threshold, min_area, contrast, kernel_fwhm_arcsec, aperture_diameter_arcsec):
-    return phot.DetectionParams(
-        threshold=threshold, min_area=min_area, contrast=contrast, kernel_fwhm_px=kernel_fwhm_arcsec / pixel_scale,
-        aperture_radius_px=aperture_diameter_arcsec / 2.0 / pixel_scale,
-    )  # fmt: skip
-
-
 def _detection_bands(bands: list[str], wanted, path) -> list[int]:
     if not wanted:
         return list(range(len(bands)))
@@ -133,12 +126,8 @@ def correlation_factors(path, det_idx, params, n: int = CORRELATION_SAMPLE) -> t
 def measure_shard(
     path,
     detect_bands=None,
-    threshold: float = 1.5,
-    min_area: int = 5,
-    contrast: float = 0.005,
-    kernel_fwhm_arcsec: float = 1.5,
-    aperture_diameter_arcsec: float = 3.0,
-    zero_point: float = 22.5,
+    settings: phot.DetectSettings | None = None,
+    zero_point: float | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Photometry of every object of the cutout shard at ``path`` (layout of :mod:`pipeline.store.cubes`).
 
@@ -148,10 +137,10 @@ def measure_shard(
         A cutout shard (HDF5).
     detect_bands : list of str, optional
         Bands of the detection image (default: all).
-    threshold, min_area, contrast, kernel_fwhm_arcsec, aperture_diameter_arcsec
-        Detection and aperture settings (config section ``detect``).
-    zero_point : float
-        AB magnitude of one unit of the cubes (``survey.zero_point``).
+    settings : DetectSettings, optional
+        Detection and aperture settings (default: the schema's ``detect`` section).
+    zero_point : float, optional
+        AB magnitude of one unit of the cubes (default: the schema's ``survey.zero_point``).
 
     Returns
     -------
@@ -160,10 +149,14 @@ def measure_shard(
     meta : dict
         ``bands``, ``zero_point``, ``aperture_diameter_arcsec``, ``pixel_scale_arcsec``, ``correlation``.
     """
+    from pipeline.core.config import schema_default
+
+    settings = settings or phot.DetectSettings.from_config()
+    zero_point = schema_default("survey.zero_point") if zero_point is None else zero_point
     attrs = cube_store.read_attrs(path)
     bands, size, scale = attrs["bands"], int(attrs["size"]), float(attrs["pixel_scale_arcsec"])
     det_idx = _detection_bands(bands, detect_bands, path)
-    params = _params(scale, threshold, min_area, contrast, kernel_fwhm_arcsec, aperture_diameter_arcsec)
+    params = settings.in_pixels(scale)
     factors, how = correlation_factors(path, det_idx, params)
     log.info("noise correlation factors (%s) %s", how, dict(zip(bands, np.round(factors, 3), strict=True)))
     with h5py.File(path, "r") as f:
@@ -180,7 +173,7 @@ def measure_shard(
     meta = {
         "bands": bands,
         "zero_point": zero_point,
-        "aperture_diameter_arcsec": aperture_diameter_arcsec,
+        "aperture_diameter_arcsec": settings.aperture_diameter_arcsec,
         "pixel_scale_arcsec": scale,
         "correlation": dict(zip(bands, map(float, factors), strict=True)),
         "correlation_from": how,
@@ -267,26 +260,15 @@ def main(argv=None) -> None:
     from pipeline.core import log as plog
     from pipeline.core.config import schema_default
 
-    def default(key):
-        return schema_default(f"detect.{key}")
-
     parser = argparse.ArgumentParser(prog="photoz photometry", description=__doc__.splitlines()[0])
     parser.add_argument("--cutouts", required=True, help="cutout shard (HDF5)")
     parser.add_argument("--out", required=True, help="output Parquet table")
-    parser.add_argument("--detect-band", action="append", default=None, help="band of the detection image (repeat)")
-    parser.add_argument("--threshold", type=float, default=default("threshold"), help="sigma of the smoothed image")
-    parser.add_argument("--min-area", type=int, default=default("min_area"), help="pixels")
-    parser.add_argument("--deblend-contrast", type=float, default=default("deblend_contrast"))
-    parser.add_argument("--kernel-fwhm", type=float, default=default("kernel_fwhm_arcsec"), help="arcsec")
-    parser.add_argument("--aperture-diameter", type=float, default=default("aperture_diameter_arcsec"), help="arcsec")
     parser.add_argument("--zero-point", type=float, default=schema_default("survey.zero_point"), help="AB of 1 unit")
+    phot.add_detect_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     plog.setup(args.verbose)
-    table, meta = measure_shard(
-        args.cutouts, args.detect_band, args.threshold, args.min_area, args.deblend_contrast, args.kernel_fwhm,
-        args.aperture_diameter, args.zero_point,
-    )  # fmt: skip
+    table, meta = measure_shard(args.cutouts, args.detect_band, phot.settings_from_args(args), args.zero_point)
     store.write(table, args.out, meta)
     detected = (table["flag"] & store.FLAGS["not_detected"]) == 0
     log.info(
