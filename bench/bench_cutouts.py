@@ -28,6 +28,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_area
 
 from pipeline.core.mosaics import StackOptions
+from pipeline.core.resample import tan_wcs
 from pipeline.steps.cutouts import extract_cutouts
 
 FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss-frames" / "001035-6-0017"
@@ -53,15 +54,6 @@ def _frames(tmp: Path) -> dict[str, list[str]]:
             fits.PrimaryHDU(img.astype(np.float32), header=w.to_header()).writeto(path)
         out[band] = [str(path)]
     return out
-
-
-def _output_wcs(ra, dec, size):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [(size + 1) / 2, (size + 1) / 2]
-    w.wcs.cdelt = [-SCALE / 3600, SCALE / 3600]
-    return w
 
 
 def _exact_lanczos(images, bands, ra, dec, size):
@@ -131,7 +123,7 @@ def main(n_sources=50, size=64, methods="both", max_exposures=8):
             if method == "bilinear":
                 ref = np.zeros_like(res["cubes"])
                 for i in range(n_sources):
-                    out_wcs = _output_wcs(ra[i], dec[i], size)
+                    out_wcs = tan_wcs(ra[i], dec[i], size, SCALE)
                     for b, band in enumerate(bands):
                         ref[i, b] = reproject_interp(images[band], out_wcs, shape_out=(size, size), order="bilinear")[0]
                 name = "reproject_interp per source"

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 SDSS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss-frames" / "001035-6-0017"
 BANDS = list("ugriz")
@@ -32,10 +31,9 @@ def _files(survey: Path) -> dict:
 
 def _match(a: pd.DataFrame, b: pd.DataFrame, radius_arcsec: float):
     """For each row of ``a``, the index of the nearest row of ``b`` within the radius (-1 if none)."""
-    dec0 = float(np.mean(b.dec))
-    plane = lambda d: np.column_stack([d.ra * 3600 * np.cos(np.deg2rad(dec0)), d.dec * 3600])  # noqa: E731
-    d, i = cKDTree(plane(b)).query(plane(a), distance_upper_bound=radius_arcsec)
-    return np.where(np.isfinite(d), i, -1)
+    from pipeline.core.sky import nearest
+
+    return nearest(a.ra, a.dec, b.ra, b.dec, radius_arcsec)[0]
 
 
 def _mad(x) -> float:

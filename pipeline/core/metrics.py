@@ -91,6 +91,25 @@ def evaluation_sample(pred: pd.DataFrame, mag_column: str | None, mag_max: float
     return pred[mag_column].to_numpy(float) <= mag_max
 
 
+def add_sample_arguments(parser, verb: str) -> None:
+    """The command-line options of ``photoz evaluate`` and ``photoz compare`` that pick and score their objects (the
+    outlier threshold and the evaluation-only magnitude cut of :func:`evaluation_sample`), defaults the schema's."""
+    from pipeline.core.config import schema_default
+
+    parser.add_argument(
+        "--outlier-threshold", type=float, default=schema_default("evaluation.outlier_threshold"),
+        help="|dz| at or above: outlier",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mag-column", default=schema_default("survey.mag_column"),
+        help="magnitude column of --mag-max (and of evaluate's binned table)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mag-max", type=float, default=schema_default("evaluation.mag_max"),
+        help=f"{verb} only objects with --mag-column <= this",
+    )  # fmt: skip
+
+
 def _fold_table(dz, folds, outlier_threshold) -> list[dict]:
     rows = []
     for f in np.unique(folds):

@@ -61,6 +61,19 @@ def tan_to_sky(ra0, dec0, xi, eta) -> tuple[np.ndarray, np.ndarray]:
     return ra, dec
 
 
+def tan_wcs(ra: float, dec: float, size: int, pixel_scale_arcsec: float):
+    """The astropy WCS of the grid of :func:`tan_grid` centred at (ra, dec) (deg): TAN, north up, east left, the
+    centre at pixel ((size - 1) / 2, (size - 1) / 2) (0-based)."""
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = [(size + 1) / 2, (size + 1) / 2]
+    w.wcs.cdelt = [-pixel_scale_arcsec / 3600, pixel_scale_arcsec / 3600]
+    return w
+
+
 def _lanczos3(t: np.ndarray) -> np.ndarray:
     out = np.sinc(t) * np.sinc(t / 3.0)
     return np.where(np.abs(t) < 3.0, out, 0.0)

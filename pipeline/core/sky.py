@@ -14,6 +14,17 @@ def unit_vectors(ra_deg, dec_deg) -> np.ndarray:
     return np.stack([cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)], axis=-1)
 
 
+def tan_project(ra, dec, centre) -> tuple[np.ndarray, np.ndarray]:
+    """Gnomonic projection of (ra, dec) (deg) around ``centre`` (ra, dec deg): tangent-plane offsets (xi east, eta
+    north), deg."""
+    ra0, dec0 = np.deg2rad(centre)
+    ra, dec = np.deg2rad(np.asarray(ra, float)), np.deg2rad(np.asarray(dec, float))
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
+    eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    return np.rad2deg(xi), np.rad2deg(eta)
+
+
 def chord(radius_arcsec: float) -> float:
     """Chord length on the unit sphere of an angular separation, so that k-d tree radii are exact angles."""
     return 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)

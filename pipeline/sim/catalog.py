@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.core import sky
+
 from .noise import band_noise, flux_to_mag, mag_to_flux
 from .presets import Preset
 from .sed import ColourGrid, bulge_to_total, extinction_coefficients, star_colours
@@ -206,10 +208,6 @@ def component_fluxes(df: pd.DataFrame, preset: Preset, grid: ColourGrid, band: s
 
 
 def tan_project(ra, dec, centre=FIELD_CENTRE_DEG):
-    """Gnomonic projection of (ra, dec) (deg) around ``centre``: tangent-plane offsets (xi east, eta north), deg."""
-    ra0, dec0 = np.deg2rad(centre)
-    ra, dec = np.deg2rad(np.asarray(ra, float)), np.deg2rad(np.asarray(dec, float))
-    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
-    xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
-    eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
-    return np.rad2deg(xi), np.rad2deg(eta)
+    """Gnomonic projection of (ra, dec) (deg) around ``centre`` (default: the simulated field's): tangent-plane
+    offsets (xi east, eta north), deg (:func:`pipeline.core.sky.tan_project`)."""
+    return sky.tan_project(ra, dec, centre)

@@ -13,7 +13,7 @@ from pipeline.core import io
 from pipeline.core import log as plog
 from pipeline.core.bootstrap import paired_bootstrap
 from pipeline.core.config import schema_default
-from pipeline.core.metrics import evaluation_sample
+from pipeline.core.metrics import add_sample_arguments, evaluation_sample
 
 logger = logging.getLogger("pipeline.compare")
 
@@ -47,17 +47,7 @@ def main(argv=None) -> None:
     parser.add_argument("--candidate", required=True, help="candidate (B) predictions Parquet")
     parser.add_argument("--n-boot", type=int, default=schema_default("evaluation.n_boot"), help="resamples K")
     parser.add_argument("--seed", type=int, default=schema_default("evaluation.seed"), help="seed of the resampling")
-    parser.add_argument(
-        "--outlier-threshold", type=float, default=schema_default("evaluation.outlier_threshold"),
-        help="|dz| at or above: outlier",
-    )  # fmt: skip
-    parser.add_argument(
-        "--mag-column", default=schema_default("survey.mag_column"), help="magnitude column of --mag-max"
-    )
-    parser.add_argument(
-        "--mag-max", type=float, default=schema_default("evaluation.mag_max"),
-        help="compare only objects with --mag-column <= this",
-    )  # fmt: skip
+    add_sample_arguments(parser, "compare")
     parser.add_argument("--method", choices=("fast", "direct"), default="fast")
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: the usable cores)")
     parser.add_argument("--out", required=True, help="comparison JSON")

@@ -27,7 +27,8 @@ import pandas as pd
 from pipeline.core import mosaics
 from pipeline.core import photometry as phot
 from pipeline.core.bands import sort_bands
-from pipeline.core.sky import unit_vectors
+from pipeline.core.resample import tan_to_sky, tan_wcs
+from pipeline.core.sky import tan_project, unit_vectors
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ def patch_centres(tiles: list[mosaics.Tile], patch_px: int, pixel_scale_arcsec: 
 
     ``region`` (ra, dec, radius_deg) keeps the patches within it.
     """
-    from pipeline.core.resample import tan_to_sky
-
     corners = []
     for t in tiles:
         ny, nx = t.shape
@@ -64,7 +63,7 @@ def patch_centres(tiles: list[mosaics.Tile], patch_px: int, pixel_scale_arcsec: 
     dec0 = math.degrees(math.asin(centre_vec[2] / np.linalg.norm(centre_vec)))
     if region is not None:
         ra0, dec0 = region[0], region[1]
-    xi, eta = _tan_project(corners[:, 0], corners[:, 1], ra0, dec0)
+    xi, eta = tan_project(corners[:, 0], corners[:, 1], (ra0, dec0))
     step = (1.0 - OVERLAP) * patch_px * pixel_scale_arcsec / 3600.0
     half = patch_px * pixel_scale_arcsec / 3600.0 / 2.0
     if region is not None:
@@ -85,29 +84,6 @@ def patch_centres(tiles: list[mosaics.Tile], patch_px: int, pixel_scale_arcsec: 
     centres = np.array([t.centre for t in tiles])
     touch = (vec @ centres.T >= np.cos(np.minimum(reach, np.pi))[None, :]).any(axis=1)
     return ra[touch], dec[touch]
-
-
-def _tan_project(ra, dec, ra0, dec0):
-    """Gnomonic projection (deg, xi east, eta north) about (ra0, dec0)."""
-    ra, dec = np.deg2rad(ra), np.deg2rad(dec)
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    cos_c = np.sin(d0) * np.sin(dec) + np.cos(d0) * np.cos(dec) * np.cos(ra - a0)
-    xi = np.cos(dec) * np.sin(ra - a0) / cos_c
-    eta = (np.cos(d0) * np.sin(dec) - np.sin(d0) * np.cos(dec) * np.cos(ra - a0)) / cos_c
-    return np.rad2deg(xi), np.rad2deg(eta)
-
-
-def patch_wcs(ra: float, dec: float, size: int, pixel_scale_arcsec: float):
-    """The WCS of a patch: TAN at (ra, dec), north up, east left, centre at pixel ((size - 1) / 2, (size - 1) / 2)
-    (0-based), the grid of :func:`pipeline.core.resample.tan_grid`."""
-    from astropy.wcs import WCS
-
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [(size + 1) / 2, (size + 1) / 2]
-    w.wcs.cdelt = [-pixel_scale_arcsec / 3600, pixel_scale_arcsec / 3600]
-    return w
 
 
 def object_ids(ra, dec) -> np.ndarray:
@@ -256,7 +232,7 @@ def detect_sources(
         res = _measure_patch(cubes[0], coverage[0], noise[0], bands, det_idx, params)
         if res is None:
             continue
-        w = patch_wcs(ra_c[k], dec_c[k], patch_px, pixel_scale_arcsec)
+        w = tan_wcs(ra_c[k], dec_c[k], patch_px, pixel_scale_arcsec)
         ra, dec = w.all_pix2world(res["x"], res["y"], 0)
         mine = owner.query(unit_vectors(ra, dec))[1] == k
         if region is not None:

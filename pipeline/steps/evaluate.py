@@ -8,8 +8,7 @@ from pathlib import Path
 
 from pipeline.core import io
 from pipeline.core import log as plog
-from pipeline.core.config import schema_default
-from pipeline.core.metrics import evaluate
+from pipeline.core.metrics import add_sample_arguments, evaluate
 from pipeline.store.predictions import load_predictions
 
 logger = logging.getLogger("pipeline.evaluate")
@@ -19,18 +18,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="photoz evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", required=True, help="predictions Parquet")
     parser.add_argument("--pdf", default=None, help="PDF store (default: <stem>.pdf.hdf5 beside the predictions)")
-    parser.add_argument(
-        "--outlier-threshold", type=float, default=schema_default("evaluation.outlier_threshold"),
-        help="|dz| at or above: outlier",
-    )  # fmt: skip
-    parser.add_argument(
-        "--mag-column", default=schema_default("survey.mag_column"), help="magnitude column for the binned table"
-    )
+    add_sample_arguments(parser, "evaluate")
     parser.add_argument("--n-bins", type=int, default=8, help="equal-count bins for the binned tables")
-    parser.add_argument(
-        "--mag-max", type=float, default=schema_default("evaluation.mag_max"),
-        help="evaluate only objects with --mag-column <= this",
-    )  # fmt: skip
     parser.add_argument("--out", required=True, help="metrics JSON")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
