@@ -36,6 +36,8 @@ def mosaics_only_config(tiny: dict, survey) -> dict:
     cfg["evaluation"]["compare"] = []
     cfg["folds"]["n"] = 2
     cfg["detect"] = {"bands": ["g", "r", "i"]}
+    # a real survey names its filters' extinction coefficients (SDSS, Schlafly & Finkbeiner 2011) for the reference
+    cfg.setdefault("reference", {})["extinction"] = {"u": 4.239, "g": 3.303, "r": 2.285, "i": 1.698, "z": 1.263}
     return cfg
 
 

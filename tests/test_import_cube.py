@@ -200,6 +200,7 @@ def test_imported_cutouts_train_and_run_in_production(repo, tmp_path, tiny):
     cfg["models"] = {"baseline": tiny["models"]["baseline"]}
     cfg["evaluation"]["compare"] = []
     cfg["production"] = {"pdf": {"representation": "quant", "n_quantiles": 12}}
+    cfg["reference"] = {"enabled": False}  # one catalogue magnitude: no colours for the reference
     (tmp_path / "cube.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     _snakemake(repo, tmp_path, "all", "production", "--configfile", str(tmp_path / "cube.yaml"))
     res = tmp_path / "results"
