@@ -146,7 +146,7 @@ def _run_union(repo, tmp_path_factory, nine: bool):
     layers = [*_layers(repo, names[0])[:-1], union, over]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
            "--cores", "2", "report", "--configfile", *map(str, layers)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)  # a hang guard, not a speed limit
     assert proc.returncode == 0, proc.stderr[-6000:]
     return workdir / ("results-hsc9" if nine else "results-sdss")
 
