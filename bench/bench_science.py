@@ -1,7 +1,7 @@
 """The science benchmark: does the baseline CNN beat a colour-only photo-z, and the multimodal network the baseline?
 
 Runs ``snakemake all`` on ``config/config.yaml`` + ``bench/science.yaml`` (+ the overrides given here) in a work
-folder of its own, then prints one row per estimator (sigma_MAD, outlier fraction, bias, objects, CPU minutes of its
+folder of its own, then prints one row per estimator (sigma_MAD, outlier fraction, bias, objects, wall minutes of its
 training jobs) and one row per paired bootstrap (delta sigma_MAD and eta, p-values), as Markdown for
 bench/README.md. The report of the run is ``<workdir>/results/report/index.html``.
 
@@ -39,14 +39,14 @@ def overrides(args) -> dict:
 
 
 def job_minutes(workdir: Path, rule: str, name: str) -> float:
-    """CPU minutes (wall x 1 thread) of a rule's jobs for one model, from Snakemake's benchmark files."""
+    """Wall minutes (1 thread each) of a rule's jobs for one model, from Snakemake's benchmark files."""
     files = sorted((workdir / "benchmarks" / rule / name).rglob("*.tsv"))
     return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files) / 60.0
 
 
 def table(workdir: Path) -> str:
     res = workdir / "results" / "metrics"
-    rows = ["| estimator | n | sigma_MAD | outliers | bias | training CPU min |", "|---|---|---|---|---|---|"]
+    rows = ["| estimator | n | sigma_MAD | outliers | bias | training job min |", "|---|---|---|---|---|---|"]
     for path in sorted(res.glob("*.json")):
         m = json.loads(path.read_text())
         name = path.stem
