@@ -34,8 +34,8 @@ def _write(cfg, path):
 def test_demo_dry_run_lists_the_jobs(repo, tmp_path):
     proc = _snakemake(repo, tmp_path, "-n", "--configfile", str(repo / "config" / "config.yaml"))
     counts = _job_counts(proc.stdout)
-    assert counts["train"] == 10  # 2 models x 5 folds x 1 seed
-    assert counts["reference"] == 5  # the colour reference through RAIL: one job per test fold
+    assert counts["train"] == 2  # 2 models x 1 test fold (the demo tests fold 0 of 5) x 1 seed
+    assert counts["reference"] == 1  # the colour reference through RAIL: one job per test fold
     assert counts["ensemble"] == counts["evaluate"] == 3  # 2 models and the reference
     assert counts["report"] == 1
     assert counts["compare"] == 3  # the config's pair, and the reference against each model
