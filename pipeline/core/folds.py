@@ -15,6 +15,11 @@ def assign_folds(n: int, n_folds: int, seed: int) -> np.ndarray:
     return folds
 
 
+def tested_folds(folds: dict) -> list[int]:
+    """The test folds a run makes (config ``folds``): ``test`` when it names some, else every fold."""
+    return list(folds["test"] or range(folds["n"]))
+
+
 def validation_fraction(training: dict) -> float:
     """The share of the training folds held out for validation: ``training.val_fraction`` when given, else none
     (the paper trains on all four other folds) or 0.1 when early stopping needs a validation set."""
