@@ -14,7 +14,7 @@ import yaml
 from snakemake.utils import update_config
 
 from pipeline.core.config import validate_config
-from pipeline.core.folds import tested_folds
+from pipeline.core.folds import evaluated_folds
 
 from conftest import REPO, tiny_config
 
@@ -69,7 +69,7 @@ def test_experiment_dry_run(repo, tmp_path, name):
     rows = (line.split() for line in proc.stdout.splitlines())
     counts = {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
     cfg = validate_config(_merged(repo, name))
-    assert counts["train"] == len(cfg["models"]) * len(tested_folds(cfg["folds"])) and counts["report"] == 1
+    assert counts["train"] == len(cfg["models"]) * len(evaluated_folds(cfg["folds"])) and counts["report"] == 1
     # the study's pairs, and the colour reference against each model
     n_ref = len(cfg["models"]) if cfg["reference"]["enabled"] and cfg["reference"]["compare"] else 0
     assert counts["compare"] == len(cfg["evaluation"]["compare"]) + n_ref

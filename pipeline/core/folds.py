@@ -15,7 +15,7 @@ def assign_folds(n: int, n_folds: int, seed: int) -> np.ndarray:
     return folds
 
 
-def tested_folds(folds: dict) -> list[int]:
+def evaluated_folds(folds: dict) -> list[int]:
     """The test folds a run makes (config ``folds``): ``test`` when it names some, else every fold."""
     return list(folds["test"] or range(folds["n"]))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
 
 from pipeline.core.config import ConfigError, detected_sources_path, reference_name, section_config  # noqa: E402
-from pipeline.core.folds import tested_folds  # noqa: E402
+from pipeline.core.folds import evaluated_folds  # noqa: E402
 from pipeline.core.mosaics import stack_argv  # noqa: E402
 from pipeline.core.pdf import point_estimate_of  # noqa: E402
 from pipeline.tools.check_config import check_config  # noqa: E402
@@ -30,7 +30,7 @@ SOURCES = f"{SURVEY_DIR}/sources.parquet" if SIMULATED else config["survey"].get
 # a survey of mosaics without a source catalog: rule detect makes it (survey.sources was derived to its output)
 DETECT = not SIMULATED and not IMPORTED and SOURCES == detected_sources_path(config)
 MODELS = list(config["models"])
-FOLDS = tested_folds(config["folds"])
+FOLDS = evaluated_folds(config["folds"])
 SEEDS = list(config["training"]["seeds"])
 # the colour-only RAIL reference (None when switched off): ensembled, evaluated and reported like a model
 REFERENCE = reference_name(config)
