@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(items):
+    """Files of end-to-end runs first, those with the most runs leading: under ``pytest -n auto --dist loadfile``
+    (the README's test command) each file runs on one worker, so the longest start first and the short ones fill
+    the other workers instead of one long file running alone at the end."""
+    slow = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[item.path])  # stable: the files' own order otherwise
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
@@ -27,7 +37,7 @@ def demo_config() -> dict:
 
 
 def tiny_config(demo: dict) -> dict:
-    """The demo config shrunk to seconds per stage: a few hundred bright sources, 16-pixel cutouts, 2 epochs."""
+    """The demo config shrunk to seconds per stage: a few hundred bright sources, 16-px cutouts, 3 folds, 2 epochs."""
     cfg = copy.deepcopy(demo)
     cfg["simulation"].update(n_sources=260, seed=3, mag_range=[14.0, 17.3])
     cfg["cutouts"].update(size=16, shards=2)
@@ -35,7 +45,8 @@ def tiny_config(demo: dict) -> dict:
     cfg["training"].update(epochs=2, batch_size=16)
     cfg["model_defaults"] = {"options": {"width": 0.05}}
     cfg["evaluation"]["n_boot"] = 200
-    cfg["folds"]["test"] = None  # every fold, whatever the demo runs: the tests check the whole chain
+    # three folds, every one tested whatever the demo runs: the tests check the whole chain, fold by fold
+    cfg["folds"].update(n=3, test=None)
     return cfg
 
 

@@ -87,7 +87,7 @@ def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
         pred = pd.read_parquet(res / "predictions" / f"{model}.parquet")
         training = pd.read_parquet(res / "datacube" / "train.parquet")
         assert sorted(pred.object_id) == sorted(training.object_id)  # every object predicted once, by its test fold
-        assert set(pred.fold) == set(range(5))
+        assert set(pred.fold) == set(range(tiny["folds"]["n"]))
         store = pdfs.read_pdfs(res / "predictions" / f"{model}.pdf.hdf5")
         assert store["pdf"].shape == (len(pred), 40)
         metrics = json.loads((res / "metrics" / f"{model}.json").read_text())
@@ -100,7 +100,7 @@ def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
     assert 0 <= comparison["metrics"]["sigma_mad"]["p_value"] <= 1
     # the colour reference through RAIL: predicted once per object, evaluated, compared with every model, reported
     ref = pd.read_parquet(res / "predictions" / "rail-knn.parquet")
-    assert sorted(ref.object_id) == sorted(training.object_id) and set(ref.fold) == set(range(5))
+    assert sorted(ref.object_id) == sorted(training.object_id) and set(ref.fold) == set(range(tiny["folds"]["n"]))
     assert qp.read(str(res / "predictions" / "rail-knn.pdf.hdf5")).npdf == len(ref)
     assert json.loads((res / "metrics" / "rail-knn.json").read_text())["n"] == len(ref)
     for model in tiny["models"]:
@@ -132,7 +132,7 @@ def test_tiny_chain_end_to_end_then_reruns(repo, tmp_path, tiny):
     tiny["models"]["multimodal"]["options"]["fusion"] = "middle"
     proc = _snakemake(repo, tmp_path, "-n", "all", "--configfile", str(_write(tiny, cfg)))
     jobs = _job_counts(proc.stdout)
-    assert jobs["train"] == 5 and jobs["ensemble"] == 1 and jobs["evaluate"] == 1
+    assert jobs["train"] == tiny["folds"]["n"] and jobs["ensemble"] == 1 and jobs["evaluate"] == 1
     assert "simulate" not in jobs and "cutouts" not in jobs and "pack" not in jobs
 
 

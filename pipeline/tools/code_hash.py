@@ -32,6 +32,15 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
 def imports_of(path: Path, name: str, root: Path = ROOT, parents: bool = True) -> set[str]:
     """Modules of the package that ``path`` (module ``name``) imports anywhere in its body; with ``parents``, also
     the packages above each of them (whose ``__init__`` runs first)."""
+    stat = Path(path).stat()
+    return set(_imports_of(str(path), stat.st_mtime_ns, stat.st_size, name, str(root), parents))
+
+
+@functools.cache
+def _imports_of(path: str, mtime_ns: int, size: int, name: str, root: str, parents: bool) -> frozenset[str]:
+    """:func:`imports_of`, parsed once per version of the file: the rules' closures share most modules, and the
+    workflow computes them at every start (the SLURM jobs' included)."""
+    path, root = Path(path), Path(root)
     is_pkg = path.name == "__init__.py"
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -54,11 +63,11 @@ def imports_of(path: Path, name: str, root: Path = ROOT, parents: bool = True) -
         if mod.startswith(PACKAGE):
             out.add(mod)
     if not parents:
-        return out
+        return frozenset(out)
     for mod in list(out):
         parts = mod.split(".")
         out |= {".".join(parts[:k]) for k in range(1, len(parts))}
-    return out
+    return frozenset(out)
 
 
 def import_closure(module: str, root: Path = ROOT) -> list[Path]:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # the pipeline package of this checkout, installed or not
 
-from pipeline.core.config import ConfigError, detected_sources_path, reference_name, section_config  # noqa: E402
+from pipeline.core.config import (  # noqa: E402
+    ConfigError,
+    detected_sources_path,
+    reference_name,
+    section_config,
+    validate_config,
+)
 from pipeline.core.folds import evaluated_folds  # noqa: E402
 from pipeline.core.mosaics import stack_argv  # noqa: E402
 from pipeline.core.pdf import point_estimate_of  # noqa: E402
@@ -14,7 +20,13 @@ from pipeline.tools.check_config import check_config  # noqa: E402
 from pipeline.tools.code_hash import code_hash  # noqa: E402
 
 try:
-    check_config(config, source="config")
+    if workflow.remote_exec or workflow.subprocess_exec:
+        # a job run as its own snakemake process (SLURM) parses this file again, with the config the main process
+        # checked in full: the schema fills the same defaults, the models and the RAIL options need no second check
+        # (it imports torch and RAIL: seconds per job)
+        validate_config(config, source="config")
+    else:
+        check_config(config, source="config")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -112,16 +124,6 @@ SECTIONS = {
     "reference": ("reference", "survey", "zgrid"),
     "report": tuple(config),
 }
-
-
-def write_section(path, cfg, log):
-    import yaml
-    from pipeline.core.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    Path(log).write_text(f"wrote {path}\n")
 
 
 def section_params(wildcards):

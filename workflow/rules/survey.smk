@@ -9,10 +9,13 @@ rule section_config:
     wildcard_constraints:
         section="|".join([*SECTIONS, *(f"model-{m}" for m in MODELS)]),
     localrule: True
+    conda:
+        "../../envs/photoz.yaml"
     params:
         cfg=section_params,
-    run:
-        write_section(output[0], params.cfg, log[0])
+    script:
+        # not `run:`, which Snakemake executes in a new process that parses the whole workflow again
+        "../scripts/write_section.py"
 
 
 rule simulate:
