@@ -23,6 +23,8 @@ from sklearn.model_selection import KFold
 
 from pipeline.core.metrics import sigma_mad
 from pipeline.sim.catalog import draw_catalog
+from pipeline.sim.mosaic import max_radius_arcsec
+from pipeline.sim.noise import band_noise
 from pipeline.sim.presets import get_preset
 
 
@@ -45,7 +47,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     preset = dataclasses.replace(get_preset(args.preset), gal_mag_range=tuple(args.mag_range))
-    cat = draw_catalog(preset, args.n_sources, preset.star_fraction, np.random.default_rng(args.seed), 4.0)
+    # the simulator's size cap: the largest galaxy fits the largest stamp in every band
+    r_cap = min(max_radius_arcsec(band_noise(preset, b).fwhm_px, preset.scale(b)) for b in preset.bands)
+    cat = draw_catalog(preset, args.n_sources, preset.star_fraction, np.random.default_rng(args.seed), r_cap)
     ref = f"mag_{preset.ref_band}"
     gal = cat[~cat.is_star & (cat[ref] < args.mag_max)]
     bands = list(preset.bands)
