@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from snakemake.utils import update_config
 
 # one intra-op thread: small tensors gain nothing from more, and spinning threads stall badly on a loaded machine
 torch.set_num_threads(1)
@@ -24,6 +25,26 @@ def pytest_collection_modifyitems(items):
     for item in items:
         slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
     items.sort(key=lambda item: -slow[item.path])  # stable: the files' own order otherwise
+
+
+NINE_BANDS = {"bands"}  # studies that need config/surveys/hsc9-sim.yaml under them
+
+
+def experiment_layers(name: str) -> list[Path]:
+    """The config files of a study, in Snakemake's --configfile order: the demo, the survey layer it needs, the
+    study."""
+    files = [REPO / "config" / "config.yaml"]
+    if name in NINE_BANDS:
+        files.append(REPO / "config" / "surveys" / "hsc9-sim.yaml")
+    return [*files, REPO / "config" / "experiments" / f"{name}.yaml"]
+
+
+def merged_experiment(name: str) -> dict:
+    """A study's layers merged as Snakemake merges --configfile layers (before validation)."""
+    cfg = {}
+    for f in experiment_layers(name):
+        update_config(cfg, yaml.safe_load(f.read_text()))
+    return cfg
 
 
 @pytest.fixture(scope="session")

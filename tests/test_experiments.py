@@ -1,9 +1,8 @@
-"""The paper's experiment configs: each layers onto the demo (or the 9-band survey layer), validates, plans its
-jobs, and runs end to end at tiny size through the workflow into a report that holds its figure."""
+"""The paper's studies run end to end at tiny size through the workflow, into a report that holds their figures
+(their configs alone are validated and dry-run in tests/test_experiment_configs.py)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -13,82 +12,10 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from pipeline.core.config import validate_config
-from pipeline.core.folds import evaluated_folds
+from conftest import NINE_BANDS, experiment_layers, merged_experiment, tiny_config
 
-from conftest import REPO, tiny_config
-
-EXPERIMENTS = sorted(p.stem for p in (REPO / "config" / "experiments").glob("*.yaml"))
 # run for real at tiny size (the others validate and dry-run: their networks are those of the runs, other options)
 RUNS = ["fusion", "size", "order", "bands", "architectures", "fraction", "all_bands", "dropout", "losses"]
-NINE_BANDS = {"bands"}  # experiments that need config/surveys/hsc9-sim.yaml under them
-
-
-def _layers(repo, name) -> list:
-    files = [repo / "config" / "config.yaml"]
-    if name in NINE_BANDS:
-        files.append(repo / "config" / "surveys" / "hsc9-sim.yaml")
-    return [*files, repo / "config" / "experiments" / f"{name}.yaml"]
-
-
-def _merged(repo, name) -> dict:
-    cfg = {}
-    for f in _layers(repo, name):
-        update_config(cfg, yaml.safe_load(f.read_text()))
-    return cfg
-
-
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_config_is_valid(repo, name):
-    cfg = validate_config(_merged(repo, name))
-    assert cfg["results"] == f"results/experiments/{name}"
-    assert cfg["specz"]["catalogs"][0]["path"].startswith(f"results/experiments/{name}/survey/")
-    in_pairs = {m for pair in cfg["evaluation"]["compare"] for m in (pair["baseline"], pair["candidate"])}
-    assert in_pairs == set(cfg["models"])  # every model trained is compared, every pair names trained models
-    assert all(pair.get("label") for pair in cfg["evaluation"]["compare"])
-
-
-def test_band_subsets_need_the_nine_band_layer(repo):
-    cfg = _merged(repo, "bands")
-    assert validate_config(copy.deepcopy(cfg))["models"]["baseline_5b"]["bands"] == list("grizy")
-    without = {}
-    for f in (repo / "config" / "config.yaml", repo / "config" / "experiments" / "bands.yaml"):
-        update_config(without, yaml.safe_load(f.read_text()))
-    with pytest.raises(Exception, match="models.baseline_7b.bands"):
-        validate_config(without)
-
-
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_dry_run(repo, tmp_path, name):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path),
-         "--cores", "2", "-n", "all", "--configfile", *map(str, _layers(repo, name))],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = (line.split() for line in proc.stdout.splitlines())
-    counts = {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit()}
-    cfg = validate_config(_merged(repo, name))
-    assert counts["train"] == len(cfg["models"]) * len(evaluated_folds(cfg["folds"])) and counts["report"] == 1
-    # the study's pairs, and the colour reference against each model
-    n_ref = len(cfg["models"]) if cfg["reference"]["enabled"] and cfg["reference"]["compare"] else 0
-    assert counts["compare"] == len(cfg["evaluation"]["compare"]) + n_ref
-
-
-def test_survey_layers_and_the_paper_scale(repo):
-    for survey, name, seeds in (("hsc9-sim", "hsc", 3), ("hsc6-sim", "hsc", 3), ("cfhtls-sim", "cfhtls", 3)):
-        cfg = {}
-        for f in ("config.yaml", f"surveys/{survey}.yaml", "experiments/fusion.yaml", "scale/paper.yaml"):
-            update_config(cfg, yaml.safe_load((repo / "config" / f).read_text()))
-        cfg = validate_config(cfg)
-        assert cfg["survey"]["name"] == name and cfg["training"]["seeds"] == list(range(seeds))
-        assert cfg["evaluation"]["mag_max"] == 24.0 and cfg["selection"]["mag_max"] == 24.5  # evaluation-only cut
-        assert cfg["cutouts"]["size"] == 64 and cfg["training"]["batch_size"] == 32
-        assert all(m["options"]["width"] == 1.0 for m in cfg["models"].values())
-    sdss = {}
-    for f in ("config.yaml", "experiments/size.yaml", "scale/paper.yaml"):
-        update_config(sdss, yaml.safe_load((repo / "config" / f).read_text()))
-    assert validate_config(sdss)["training"]["seeds"] == [0, 1, 2, 3, 4]  # five for SDSS
 
 
 # -- every experiment for real, at tiny size --------------------------------------------------------------------
@@ -144,7 +71,7 @@ def _run_union(repo, tmp_path_factory, nine: bool):
     names = [n for n in RUNS if (n in NINE_BANDS) == nine]
     cfg = {}
     for name in names:
-        layer = _merged(repo, name)
+        layer = merged_experiment(name)
         compare = cfg.get("evaluation", {}).get("compare", []) + layer["evaluation"]["compare"]
         update_config(cfg, layer)
         cfg["evaluation"]["compare"] = compare
@@ -153,7 +80,7 @@ def _run_union(repo, tmp_path_factory, nine: bool):
     union.write_text(yaml.safe_dump({"models": cfg["models"], "evaluation": {"compare": compare}}, sort_keys=False))
     over = workdir / "tiny.yaml"
     over.write_text(yaml.safe_dump(_tiny_overrides(repo, nine, cfg["models"]), sort_keys=False))
-    layers = [*_layers(repo, names[0])[:-1], union, over]
+    layers = [*experiment_layers(names[0])[:-1], union, over]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
            "--cores", "2", "report", "--configfile", *map(str, layers)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)  # a hang guard, not a speed limit
@@ -165,7 +92,7 @@ def _run_union(repo, tmp_path_factory, nine: bool):
 @pytest.mark.parametrize("name", RUNS)
 def test_experiment_runs_tiny(repo, ran, name):
     res = ran(name in NINE_BANDS)
-    cfg = _merged(repo, name)
+    cfg = merged_experiment(name)
     html = (res / "report" / "index.html").read_text()
     for pair in cfg["evaluation"]["compare"]:
         path = res / "metrics" / "compare" / f"{pair['baseline']}--{pair['candidate']}.json"
