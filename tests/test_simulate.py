@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from pipeline.sim.catalog import component_fluxes, draw_catalog
 from pipeline.sim.noise import mag_to_flux
 from pipeline.sim.presets import HSC, SDSS, get_preset
 from pipeline.sim.render import TRUNC_RE, moffat_stamp
@@ -165,6 +166,27 @@ def test_sky_noise_matches_depth(survey):
         assert abs(measured / expected - 1) < 0.1, (band, measured, expected)
         assert abs(header["SKYSIG"] / expected - 1) < 1e-6
         assert abs(np.mean(data[empty])) < 0.05 * expected
+
+
+def test_morphology_hints_at_the_type_without_naming_it():
+    """Bulge-to-total scatters around its type relation, and inclined disks are redder: the colours of a galaxy depend
+    on what its image shows, and its image does not tell its SED type exactly."""
+    grid = ColourGrid(SDSS.filters)
+    cat = draw_catalog(SDSS, 4000, 0.0, np.random.default_rng(1), 3.0, grid)
+    late = cat[(cat.sed_type > 1.5) & (cat.z_true < 0.15)]
+    residual = late.bulge_to_total - 0.85 * np.clip(1 - late.sed_type / 3, 0, 1) ** 2
+    assert 0.05 < residual[late.bulge_to_total > 0].std() < 0.2
+    g_r = late.mag_true_g - late.mag_true_r
+    # edge-on disks redder by ~0.1-0.2 in g - r (Masters et al. 2010), at the same type and redshift mix
+    assert 0.08 < g_r[late.q_disk < 0.35].median() - g_r[late.q_disk > 0.8].median() < 0.3
+    # the images' bulge + disk split adds up to the catalogue's true flux, and puts the dust in the disk
+    (bulge_g, disk_g), (bulge_r, disk_r) = (component_fluxes(cat, SDSS, grid, band) for band in "gr")
+    assert np.allclose(bulge_g + disk_g, mag_to_flux(cat.mag_true_g.to_numpy()), rtol=1e-9)
+    both = (~cat.is_star & (cat.bulge_to_total > 0.05) & (cat.bulge_to_total < 0.9)).to_numpy()
+    ratio = (disk_r[both] / disk_g[both]) * (bulge_g[both] / bulge_r[both])
+    gradient = pd.Series(2.5 * np.log10(ratio))  # disk g - r minus bulge g - r
+    q = cat.q_disk.to_numpy()[both]
+    assert gradient[q < 0.35].median() - gradient[q > 0.8].median() > 0.08
 
 
 def test_elliptical_colours_follow_the_filters():
@@ -350,7 +372,7 @@ def test_sip_positions_are_recovered(hsc):
     out, _ = hsc
     df = pd.read_parquet(out / "sources.parquet")
     bright = df[(df["mag_true_i"] < 22.5) & ~df["in_pair"]]
-    checked = big = 0
+    checked, errors, big = 0, [], 0
     for path in _tiles(out, "i"):
         with fits.open(path) as hdul:
             header, data = hdul[0].header, hdul[0].data.astype(float)
@@ -362,12 +384,16 @@ def test_sip_positions_are_recovered(hsc):
             if got is None:
                 continue
             cx, cy = got
-            assert np.hypot(cx - xi, cy - yi) < 0.2, (path.name, cx, xi, cy, yi)
+            # a faint disk's centroid is noisy to ~0.1 px: each within 0.3 px, typically within 0.1, while the
+            # distortion SIP models moves sources by 0.6 px and more
+            assert np.hypot(cx - xi, cy - yi) < 0.3, (path.name, cx, xi, cy, yi)
+            errors.append(np.hypot(cx - xi, cy - yi))
             checked += 1
             if np.hypot(xt - xi, yt - yi) > 0.6:
                 big += 1
                 assert np.hypot(cx - xt, cy - yt) > 0.3
     assert checked >= 10 and big >= 2, (checked, big)
+    assert np.median(errors) < 0.1, errors
 
 
 def test_nir_aperture_flux_and_noise(hsc):

@@ -9,7 +9,7 @@ from pipeline.core import sky
 
 from .noise import band_noise, flux_to_mag, mag_to_flux
 from .presets import Preset
-from .sed import ColourGrid, bulge_to_total, extinction_coefficients, star_colours
+from .sed import ColourGrid, bulge_to_total, extinction_coefficients, inclination_ebv, star_colours
 
 # A high-latitude field (b ~ +76 deg, near the north Galactic cap) where E(B-V) is small (~0.02-0.04) but varies.
 FIELD_CENTRE_DEG = (185.0, 15.0)
@@ -127,13 +127,14 @@ def draw_catalog(
     z = np.minimum(z_med * rng.gamma(6.0, size=n_gal) / 5.670, 3.0 * z_med).clip(0.005, 1.9)
     paired_z = rng.uniform(size=len(movers)) < 0.5
     z[movers[paired_z]] = (z[hosts[paired_z]] + rng.normal(0, 0.001, paired_z.sum())).clip(0.005, 1.9)
-    bt = bulge_to_total(t)
+    # from a stream of its own, so that every other draw of the catalogue stays what it was before the scatter
+    bt = bulge_to_total(t, rng.spawn(1)[0])
     r_bulge, r_disk, abs_mag = _sizes(rng, preset, grid, t, z, m_ref[:n_gal], bt, r_cap_arcsec)
     q_disk = np.where(early, rng.uniform(0.5, 1.0, n_gal), rng.uniform(0.2, 1.0, n_gal))
     q_bulge = rng.uniform(0.6, 1.0, n_gal)
 
     rel = np.empty((n_sources, len(bands)))
-    rel[:n_gal] = grid.galaxy_mags(t, z, bt, preset.ref_band)
+    rel[:n_gal] = grid.galaxy_mags(t, z, bt, preset.ref_band, inclination_ebv(q_disk))
     temp = np.exp(rng.normal(np.log(5200.0), 0.25, n_star)).clip(3000.0, 15000.0)
     rel[n_gal:] = star_colours(temp, preset.filters, preset.ref_band)
 
@@ -197,7 +198,7 @@ def component_fluxes(df: pd.DataFrame, preset: Preset, grid: ColourGrid, band: s
     t = df["sed_type"].to_numpy()[gal]
     z = df["z_true"].to_numpy()[gal]
     bt = df["bulge_to_total"].to_numpy()[gal]
-    mb, md = grid.component_mags(t, z)
+    mb, md = grid.component_mags(t, z, inclination_ebv(df["q_disk"].to_numpy()[gal]))
     fb = bt * 10 ** (-0.4 * (mb[:, k] - mb[:, kr]))
     fd = (1 - bt) * 10 ** (-0.4 * (md[:, k] - md[:, kr]))
     bulge = total.copy()
