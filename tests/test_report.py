@@ -73,3 +73,15 @@ def test_report_missing_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="report input not found"):
         report.main(["--metrics", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.html")])
     assert not (tmp_path / "x.html").exists()
+
+
+def test_protocol_names_the_test_folds():
+    """The paragraph says which folds were trained and tested, not "every fold", when the config tests only some."""
+    from pipeline.report.protocol import protocol_paragraph
+
+    some = "training: {seeds: [0, 1]}\nfolds: {n: 5, test: [0, 3]}\n"
+    text = protocol_paragraph(some, {"baseline": {"n": 700}})
+    assert "trained for test folds 0, 3 with 2 seed(s)" in text and "every" not in text
+    assert "Only fold(s) 0, 3 of 5 are test folds here" in text and "their 700 objects" in text
+    text = protocol_paragraph("training: {seeds: [0]}\nfolds: {n: 5, test: null}\n", {"baseline": {"n": 1800}})
+    assert "trained for every test fold with 1 seed(s)" in text and "Only fold" not in text

@@ -25,8 +25,10 @@ def protocol_paragraph(config_text: str | None, metrics: dict[str, dict]) -> str
     if training:
         seeds = training.get("seeds") or []
         share = validation_fraction(training)
+        test = (cfg.get("folds") or {}).get("test")
+        which = f"test fold{'s' * (len(test) > 1)} {', '.join(map(str, test))}" if test else "every test fold"
         parts.append(
-            f"Each model is trained on every fold with {len(seeds)} seed(s), and the PDFs of the seeds are averaged."
+            f"Each model is trained for {which} with {len(seeds)} seed(s), and the PDFs of the seeds are averaged."
         )
         if share > 0:
             stop = training.get("early_stopping_patience")
