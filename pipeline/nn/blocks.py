@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .heads import PhotozHead
+
 #: Blocks (0-based) preceded by a 2x2 average pooling in the 8-block inception trunk (paper Sec. 4.2).
 POOL_BEFORE = (0, 3, 5)
 N_BLOCKS = 8
@@ -144,7 +146,7 @@ class ValidTail(nn.Sequential):
 
 
 def init_weights(model: nn.Module) -> nn.Module:
-    """He-normal convs and linears with zero biases.
+    """He-normal convs and linears with zero biases, then the output layers of each head drawn small.
 
     Why: PyTorch's default init shrinks activations ~sqrt(3)x per layer, so after the ~25 conv layers here the
     input-dependent part of the latent vector was ~1e-7 of its bias-driven part at init.
@@ -153,4 +155,7 @@ def init_weights(model: nn.Module) -> nn.Module:
         if isinstance(m, (nn.Conv2d, nn.Linear)) and not m.weight.is_meta:  # meta: counting only, nothing to draw
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, PhotozHead) and not m.cls.weight.is_meta:
+            m.init_outputs()
     return model

@@ -29,6 +29,15 @@ class PhotozHead(nn.Module):
         self.cls = nn.Linear(c, n_bins)
         self.reg = nn.Linear(c, 1)
 
+    def init_outputs(self, std: float = 0.01) -> None:
+        """Draw the two output layers small (after :func:`pipeline.nn.blocks.init_weights`): the network starts from
+        a near-uniform PDF and z_reg near 0 instead of He-normal logits of order 1, and leaves the redshift prior's
+        plateau sooner. Measured on the demo's fold 0 (bench/README.md): sigma_MAD 19.2e-3 after 16 epochs, against
+        22.3e-3 with He-normal outputs."""
+        for layer in (self.cls, self.reg):
+            nn.init.normal_(layer.weight, std=std)
+            nn.init.zeros_(layer.bias)
+
     def forward(self, feats: torch.Tensor, ebv: torch.Tensor):
         ebv = ebv.reshape(-1, 1).to(feats.dtype)
         h = self.mlp(torch.cat([feats, ebv], 1))
