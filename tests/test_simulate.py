@@ -14,7 +14,7 @@ from pipeline.sim.catalog import component_fluxes, draw_catalog
 from pipeline.sim.noise import mag_to_flux
 from pipeline.sim.presets import HSC, SDSS, get_preset
 from pipeline.sim.render import TRUNC_RE, moffat_stamp
-from pipeline.sim.sed import ColourGrid, _ab_mags, extinction_coefficients, galaxy_sed
+from pipeline.sim.sed import ColourGrid, _ab_mags, bulge_to_total, extinction_coefficients, galaxy_sed
 from pipeline.sim.specz import mock_survey
 from pipeline.sim.survey import merge_shards, simulate_survey
 from pipeline.steps.simulate import main
@@ -174,7 +174,7 @@ def test_morphology_hints_at_the_type_without_naming_it():
     grid = ColourGrid(SDSS.filters)
     cat = draw_catalog(SDSS, 4000, 0.0, np.random.default_rng(1), 3.0, grid)
     late = cat[(cat.sed_type > 1.5) & (cat.z_true < 0.15)]
-    residual = late.bulge_to_total - 0.85 * np.clip(1 - late.sed_type / 3, 0, 1) ** 2
+    residual = late.bulge_to_total - bulge_to_total(late.sed_type.to_numpy())
     assert 0.05 < residual[late.bulge_to_total > 0].std() < 0.2
     g_r = late.mag_true_g - late.mag_true_r
     # edge-on disks redder by ~0.1-0.2 in g - r (Masters et al. 2010), at the same type and redshift mix

@@ -21,11 +21,11 @@ def protocol_paragraph(config_text: str | None, metrics: dict[str, dict]) -> str
     except yaml.YAMLError:
         cfg = {}
     training, folds = cfg.get("training") or {}, (cfg.get("folds") or {}).get("n")
+    test = (cfg.get("folds") or {}).get("test")
     parts = []
     if training:
         seeds = training.get("seeds") or []
         share = validation_fraction(training)
-        test = (cfg.get("folds") or {}).get("test")
         which = f"test fold{'s' * (len(test) > 1)} {', '.join(map(str, test))}" if test else "every test fold"
         parts.append(
             f"Each model is trained for {which} with {len(seeds)} seed(s), and the PDFs of the seeds are averaged."
@@ -47,7 +47,6 @@ def protocol_paragraph(config_text: str | None, metrics: dict[str, dict]) -> str
                 f"Each test fold's models train on all {folds - 1 if folds else 'other'} other folds (the paper's "
                 "protocol, Sec. 3.4); no validation set is held out."
             )
-    test = (cfg.get("folds") or {}).get("test")
     if test:
         n = max((m.get("n", 0) for m in metrics.values()), default=0)
         parts.append(
