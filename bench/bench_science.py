@@ -2,8 +2,8 @@
 
 Runs ``snakemake all`` on ``config/config.yaml`` + ``bench/science.yaml`` (+ the overrides given here) in a work
 folder of its own, then prints one row per estimator (sigma_MAD, outlier fraction, bias, objects, wall minutes of its
-training jobs) and one row per paired bootstrap (delta sigma_MAD and eta, p-values), as Markdown for
-bench/README.md. The report of the run is ``<workdir>/results/report/index.html``.
+training jobs), the bias of each in equal-count z_spec bins (does z_phot follow z_spec, or shrink to the sample's
+mean?) and one row per paired bootstrap (delta sigma_MAD and eta, p-values), as Markdown for bench/README.md. The report of the run is ``<workdir>/results/report/index.html``.
 
 Usage: python bench/bench_science.py [--workdir bench-science] [--cores 2]
            [--n-sources 40000] [--epochs 15] [--width 0.15] [--test-folds 0]
@@ -44,6 +44,19 @@ def job_minutes(workdir: Path, rule: str, name: str) -> float:
     return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files) / 60.0
 
 
+def bias_by_redshift(res: Path) -> list[str]:
+    """Bias per equal-count z_spec bin (rows: estimators): whether z_phot follows z_spec or regresses to the mean."""
+    binned = {p.stem: json.loads(p.read_text())["binned"]["z_spec"] for p in sorted(res.glob("*.json"))}
+    if not binned:
+        return []
+    centres = next(iter(binned.values()))
+    rows = ["| bias (1e-3) at median z_spec | " + " | ".join(f"{b['centre']:.3f}" for b in centres) + " |"]
+    rows.append("|---" * (len(centres) + 1) + "|")
+    for name, bins in binned.items():
+        rows.append(f"| {name} | " + " | ".join(f"{b['bias'] * 1e3:+.1f}" for b in bins) + " |")
+    return rows
+
+
 def table(workdir: Path) -> str:
     res = workdir / "results" / "metrics"
     rows = ["| estimator | n | sigma_MAD | outliers | bias | training job min |", "|---|---|---|---|---|---|"]
@@ -55,6 +68,7 @@ def table(workdir: Path) -> str:
             f"| {name} | {m['n']} | {m['sigma_mad'] * 1e3:.2f}e-3 | {m['outlier_fraction'] * 100:.2f} % "
             f"| {m['bias'] * 1e3:+.2f}e-3 | {job_minutes(workdir, rule, name):.1f} |"
         )
+    rows += ["", *bias_by_redshift(res)]
     rows += ["", "| A -> B | n | sigma_MAD A, B | p (sigma_MAD) | outliers A, B | p (outliers) |"]
     rows += ["|---|---|---|---|---|---|"]
     for path in sorted((res / "compare").glob("*.json")):
