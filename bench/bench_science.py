@@ -3,7 +3,8 @@
 Runs ``snakemake all`` on ``config/config.yaml`` + ``bench/science.yaml`` (+ the overrides given here) in a work
 folder of its own, then prints one row per estimator (sigma_MAD, outlier fraction, bias, objects, wall minutes of its
 training jobs), the bias of each in equal-count z_spec bins (does z_phot follow z_spec, or shrink to the sample's
-mean?) and one row per paired bootstrap (delta sigma_MAD and eta, p-values), as Markdown for bench/README.md. The report of the run is ``<workdir>/results/report/index.html``.
+mean?) and one row per paired bootstrap (delta sigma_MAD and eta, p-values), as Markdown for bench/README.md.
+The report of the run is ``<workdir>/results/report/index.html``.
 
 Usage: python bench/bench_science.py [--workdir bench-science] [--cores 2]
            [--n-sources 40000] [--epochs 15] [--width 0.15] [--test-folds 0]
