@@ -6,10 +6,12 @@ sample is 100,000s; a benchmark on a CPU sees thousands). This takes a finished 
 model's ``train_fraction``, :func:`pipeline.core.folds.fraction_subset`: the same objects for every model) and
 fits the colour reference on the same subsets, then prints per fraction: training objects, both sigma_MAD on the
 same test fold, and the paired bootstrap p-value of "the CNN is better" (paper Appendix D, 10,000 resamples).
-Fraction 1 reuses the run's own PDFs.
+With several ``--seeds``, each seed's sigma_MAD and that of their mean PDF (the
+ensemble the workflow makes): how much of a difference between two networks is the seed's. Fraction 1 reuses the
+run's own PDFs where it has them.
 
-Usage: python bench/bench_train_size.py --workdir /tmp/sci25 [--fractions 0.25 0.5 1] [--model baseline]
-           [--fold 0] [--threads 1] [--out <workdir>/train-size]
+Usage: python bench/bench_train_size.py --workdir /tmp/sci25 [--fractions 0.25 0.5 1] [--seeds 0] [--jobs 1]
+           [--model baseline] [--fold 0] [--threads 1] [--out <workdir>/train-size]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,43 +39,65 @@ from pipeline.steps.reference import extinction_for, read_photometry, reference_
 from pipeline.store.pdfs import read_pdfs
 
 
-def z_phot(path) -> tuple[np.ndarray, np.ndarray]:
-    """object_id and z_phot (median of the PDF, the paper's estimate) of a PDF store."""
+def pdf_on(path, object_id) -> np.ndarray:
+    """The PDFs of a store, in the order of ``object_id``."""
     store = read_pdfs(path)
-    return store["object_id"], point_estimates(store["pdf"], store["z_edges"])["z_phot"]
+    order = np.argsort(store["object_id"])
+    return store["pdf"][order][np.searchsorted(store["object_id"][order], object_id)]
 
 
-def train_cnn(res: Path, model: str, fraction: float, fold: int, threads: int, out: Path) -> Path:
-    """``photoz train`` of ``model`` on ``fraction`` of the training folds; the test fold's PDF store."""
+def train_command(res: Path, model: str, fraction: float, fold: int, seed: int, threads: int, out: Path) -> list:
+    """``photoz train`` of ``model`` on ``fraction`` of the training folds, into ``out``."""
     cfg = yaml.safe_load((res / "config" / f"model-{model}.yaml").read_text())
     cfg["models"][model]["train_fraction"] = fraction
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    pdf = out / "test_pdf.h5"
-    if not pdf.exists():
-        cmd = [sys.executable, "-m", "pipeline.cli", "train", "--config", str(out / "config.yaml")]
-        cmd += ["--datacube", str(res / "datacube" / "train.h5"), "--model", model, "--fold", str(fold)]
-        cmd += ["--seed", "0", "--out-dir", str(out), "--threads", str(threads)]
-        subprocess.run(cmd, check=True)
-    return pdf
+    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--config", str(out / "config.yaml")]
+    cmd += ["--datacube", str(res / "datacube" / "train.h5"), "--model", model, "--fold", str(fold)]
+    return cmd + ["--seed", str(seed), "--out-dir", str(out), "--threads", str(threads)]
+
+
+def train_all(commands: list[list], jobs: int) -> None:
+    """Run the training commands, ``jobs`` at a time; raise if one fails."""
+    running: list[subprocess.Popen] = []
+    for cmd in commands:
+        while len(running) >= jobs:
+            time.sleep(5)
+            running = [p for p in running if p.poll() is None]
+        running.append(subprocess.Popen(cmd))
+    for proc in running:
+        proc.wait()
+    if failed := [c for c in commands if not (Path(c[c.index("--out-dir") + 1]) / "test_pdf.h5").exists()]:
+        raise RuntimeError(f"{len(failed)} training runs failed, e.g. {' '.join(failed[0])}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, required=True, help="a finished bench_science.py work folder")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per fraction (their mean PDF too)")
     p.add_argument("--model", default="baseline")
     p.add_argument("--fold", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training run")
+    p.add_argument("--jobs", type=int, default=1, help="training runs at once")
     p.add_argument("--out", type=Path, help="folder of the retrained runs (default <workdir>/train-size)")
     args = p.parse_args(argv)
     # RAIL logs every data-store insertion through structlog; keep its warnings only
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     res = args.workdir / "results"
     out = args.out or args.workdir / "train-size"
+    runs, commands = {}, []
+    for fraction in args.fractions:
+        for seed in args.seeds:
+            own = res / "models" / args.model / f"fold{args.fold}" / f"seed{seed}"
+            run = own if fraction == 1.0 and (own / "test_pdf.h5").exists() else out / f"f{fraction:g}" / f"seed{seed}"
+            runs[fraction, seed] = run / "test_pdf.h5"
+            if not runs[fraction, seed].exists():
+                commands.append(train_command(res, args.model, fraction, args.fold, seed, args.threads, run))
+    train_all(commands, args.jobs)
     cfg = load_config(str(res / "config" / "reference.yaml"), sections=("reference", "survey", "zgrid", "evaluation"))
     threshold = cfg["evaluation"]["outlier_threshold"]
-    reference, bands = cfg["reference"], sort_bands(cfg["survey"]["bands"])
+    reference, bands, zgrid = cfg["reference"], sort_bands(cfg["survey"]["bands"]), ZGrid.from_config(cfg["zgrid"])
     catalog = io.read_table(res / "datacube" / "train.parquet")
     if reference["magnitudes"] == "catalog":
         mags = [args.workdir / cfg["survey"]["sources"]]
@@ -81,30 +106,26 @@ def main(argv=None) -> int:
     photometry = read_photometry(mags, bands)
     extinction = extinction_for(reference, res / "survey" / "survey.json")
     fold_of = catalog["fold"].to_numpy()
-    rows = ["| fraction | training objects | test objects | CNN sigma_MAD | reference sigma_MAD | p (CNN better) |"]
-    rows.append("|---|---|---|---|---|---|")
+    rows = ["| fraction | training objects | test objects | CNN sigma_MAD per seed | CNN mean PDF of the seeds "]
+    rows[0] += "| reference sigma_MAD | p (CNN mean PDF better) |"
+    rows.append("|---|---|---|---|---|---|---|")
     for fraction in args.fractions:
         keep = np.zeros(len(catalog), bool)
         keep[fold_of == args.fold] = True
         keep[fraction_subset(np.flatnonzero(fold_of != args.fold), fraction, args.fold)] = True
-        own = res / "models" / args.model / f"fold{args.fold}" / "seed0" / "test_pdf.h5"
-        cnn_pdf = own if fraction == 1.0 and own.exists() else None
-        cnn_pdf = cnn_pdf or train_cnn(res, args.model, fraction, args.fold, args.threads, out / f"f{fraction:g}")
-        ids, z_cnn = z_phot(cnn_pdf)
         ref = reference_fold(
-            catalog[keep], photometry, args.fold, reference, bands, cfg["survey"]["mag_column"], extinction,
-            ZGrid.from_config(cfg["zgrid"]),
-        )  # fmt: skip
-        z_ref = point_estimates(ref["pdf"], ZGrid.from_config(cfg["zgrid"]).edges)["z_phot"]
-        order = np.argsort(ids)
-        z_cnn = z_cnn[order][np.searchsorted(ids[order], ref["object_id"])]
+            catalog[keep], photometry, args.fold, reference, bands, cfg["survey"]["mag_column"], extinction, zgrid
+        )
         z_spec = ref["z_spec"]
-        m_cnn = point_metrics(delta_z(z_cnn, z_spec), threshold)
-        m_ref = point_metrics(delta_z(z_ref, z_spec), threshold)
+        pdfs = [pdf_on(runs[fraction, seed], ref["object_id"]) for seed in args.seeds]
+        per_seed = [point_estimates(pdf, zgrid.edges)["z_phot"] for pdf in pdfs]
+        z_cnn = point_estimates(np.mean(pdfs, axis=0), zgrid.edges)["z_phot"]
+        z_ref = point_estimates(ref["pdf"], zgrid.edges)["z_phot"]
+        sig = [point_metrics(delta_z(z, z_spec), threshold)["sigma_mad"] * 1e3 for z in (*per_seed, z_cnn, z_ref)]
         test = paired_bootstrap(z_spec, z_ref, z_cnn, 10_000, 0, threshold)
         rows.append(
             f"| {fraction:g} | {int(keep.sum() - (fold_of == args.fold).sum())} | {len(z_spec)} "
-            f"| {m_cnn['sigma_mad'] * 1e3:.2f}e-3 | {m_ref['sigma_mad'] * 1e3:.2f}e-3 "
+            f"| {', '.join(f'{x:.2f}' for x in sig[:-2])}e-3 | {sig[-2]:.2f}e-3 | {sig[-1]:.2f}e-3 "
             f"| {test['metrics']['sigma_mad']['p_value']:.4f} |"
         )
         print("\n".join(rows), flush=True)
