@@ -7,7 +7,7 @@ mean?) and one row per paired bootstrap (delta sigma_MAD and eta, p-values), as 
 The report of the run is ``<workdir>/results/report/index.html``.
 
 Usage: python bench/bench_science.py [--workdir bench-science] [--cores 2]
-           [--n-sources 40000] [--epochs 15] [--width 0.15] [--test-folds 0]
+           [--n-sources 16000] [--epochs 25] [--width 0.15] [--test-folds 0]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=ROOT / "bench-science")
     p.add_argument("--cores", default="all")
-    p.add_argument("--n-sources", type=int, default=None, help="simulated sources (bench/science.yaml: 40,000)")
+    p.add_argument("--n-sources", type=int, default=None, help="simulated sources (bench/science.yaml: 16,000)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--width", type=float, default=None, help="fraction of the paper's widths")
     p.add_argument("--test-folds", type=int, nargs="+", default=None)
