@@ -6,9 +6,8 @@ sample is 100,000s; a benchmark on a CPU sees thousands). This takes a finished 
 model's ``train_fraction``, :func:`pipeline.core.folds.fraction_subset`: the same objects for every model) and
 fits the colour reference on the same subsets, then prints per fraction: training objects, both sigma_MAD on the
 same test fold, and the paired bootstrap p-value of "the CNN is better" (paper Appendix D, 10,000 resamples).
-With several ``--seeds``, each seed's sigma_MAD and that of their mean PDF (the
-ensemble the workflow makes): how much of a difference between two networks is the seed's. Fraction 1 reuses the
-run's own PDFs where it has them.
+With several ``--seeds``, each seed's sigma_MAD and that of their mean PDF (the ensemble the workflow makes): how
+much of a difference between two networks is the seed's. Fraction 1 reuses the run's own PDFs where it has them.
 
 Usage: python bench/bench_train_size.py --workdir /tmp/sci25 [--fractions 0.25 0.5 1] [--seeds 0] [--jobs 1]
            [--model baseline] [--fold 0] [--threads 1] [--out <workdir>/train-size]
@@ -42,8 +41,12 @@ from pipeline.store.pdfs import read_pdfs
 def pdf_on(path, object_id) -> np.ndarray:
     """The PDFs of a store, in the order of ``object_id``."""
     store = read_pdfs(path)
-    order = np.argsort(store["object_id"])
-    return store["pdf"][order][np.searchsorted(store["object_id"][order], object_id)]
+    ids, pdf = store["object_id"], store["pdf"]
+    order = np.argsort(ids)
+    at = np.searchsorted(ids[order], object_id).clip(0, len(ids) - 1)
+    if not np.array_equal(ids[order][at], object_id):
+        raise ValueError(f"{path}: not the PDFs of the reference's test objects (another fold or run?)")
+    return pdf[order][at]
 
 
 def train_command(res: Path, model: str, fraction: float, fold: int, seed: int, threads: int, out: Path) -> list:
