@@ -45,9 +45,9 @@ def job_minutes(workdir: Path, rule: str, name: str) -> float:
     return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files) / 60.0
 
 
-def bias_by_redshift(res: Path) -> list[str]:
+def bias_by_redshift(metrics: dict[str, dict]) -> list[str]:
     """Bias per equal-count z_spec bin (rows: estimators): whether z_phot follows z_spec or regresses to the mean."""
-    binned = {p.stem: json.loads(p.read_text())["binned"]["z_spec"] for p in sorted(res.glob("*.json"))}
+    binned = {name: m["binned"]["z_spec"] for name, m in metrics.items()}
     if not binned:
         return []
     centres = next(iter(binned.values()))
@@ -61,15 +61,14 @@ def bias_by_redshift(res: Path) -> list[str]:
 def table(workdir: Path) -> str:
     res = workdir / "results" / "metrics"
     rows = ["| estimator | n | sigma_MAD | outliers | bias | training job min |", "|---|---|---|---|---|---|"]
-    for path in sorted(res.glob("*.json")):
-        m = json.loads(path.read_text())
-        name = path.stem
+    metrics = {path.stem: json.loads(path.read_text()) for path in sorted(res.glob("*.json"))}
+    for name, m in metrics.items():
         rule = "reference" if (workdir / "benchmarks" / "reference" / name).exists() else "train"
         rows.append(
             f"| {name} | {m['n']} | {m['sigma_mad'] * 1e3:.2f}e-3 | {m['outlier_fraction'] * 100:.2f} % "
             f"| {m['bias'] * 1e3:+.2f}e-3 | {job_minutes(workdir, rule, name):.1f} |"
         )
-    rows += ["", *bias_by_redshift(res)]
+    rows += ["", *bias_by_redshift(metrics)]
     rows += ["", "| A -> B | n | sigma_MAD A, B | p (sigma_MAD) | outliers A, B | p (outliers) |"]
     rows += ["|---|---|---|---|---|---|"]
     for path in sorted((res / "compare").glob("*.json")):

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import structlog
 import yaml
 
@@ -32,21 +33,20 @@ from pipeline.core.bootstrap import paired_bootstrap
 from pipeline.core.config import load_config
 from pipeline.core.folds import fraction_subset
 from pipeline.core.metrics import delta_z, point_metrics
-from pipeline.core.pdf import point_estimates
+from pipeline.core.pdf import point_estimate_of, point_estimates
 from pipeline.core.zgrid import ZGrid
+from pipeline.steps.compare import shared_objects
+from pipeline.steps.ensemble import average_runs
 from pipeline.steps.reference import extinction_for, read_photometry, reference_fold
-from pipeline.store.pdfs import read_pdfs
 
 
-def pdf_on(path, object_id) -> np.ndarray:
-    """The PDFs of a store, in the order of ``object_id``."""
-    store = read_pdfs(path)
-    ids, pdf = store["object_id"], store["pdf"]
-    order = np.argsort(ids)
-    at = np.searchsorted(ids[order], object_id).clip(0, len(ids) - 1)
-    if not np.array_equal(ids[order][at], object_id):
-        raise ValueError(f"{path}: not the PDFs of the reference's test objects (another fold or run?)")
-    return pdf[order][at]
+def z_phot_table(runs: list, catalog: pd.DataFrame, estimate: str) -> pd.DataFrame:
+    """``object_id``, ``z_spec``, ``z_phot`` of the mean PDF of ``runs`` (``test_pdf.h5`` files of one fold), the
+    workflow's seed ensemble (:func:`pipeline.steps.ensemble.average_runs`)."""
+    ens = average_runs(runs)
+    z = ens["z_reg"] if estimate == "z_reg" else point_estimates(ens["pdf"], ens["z_edges"])["z_phot"]
+    z_spec = catalog.set_index("object_id")["z_spec"].loc[ens["object_id"]].to_numpy()
+    return pd.DataFrame({"object_id": ens["object_id"], "z_spec": z_spec, "z_phot": z})
 
 
 def train_command(res: Path, model: str, fraction: float, fold: int, seed: int, threads: int, out: Path) -> list:
@@ -60,17 +60,17 @@ def train_command(res: Path, model: str, fraction: float, fold: int, seed: int, 
     return cmd + ["--seed", str(seed), "--out-dir", str(out), "--threads", str(threads)]
 
 
-def train_all(commands: list[list], jobs: int) -> None:
-    """Run the training commands, ``jobs`` at a time; raise if one fails."""
+def train_all(runs: list[tuple[list, Path]], jobs: int) -> None:
+    """Run the training commands, ``jobs`` at a time; raise if one wrote no PDF store."""
     running: list[subprocess.Popen] = []
-    for cmd in commands:
+    for cmd, _ in runs:
         while len(running) >= jobs:
             time.sleep(5)
             running = [p for p in running if p.poll() is None]
         running.append(subprocess.Popen(cmd))
     for proc in running:
         proc.wait()
-    if failed := [c for c in commands if not (Path(c[c.index("--out-dir") + 1]) / "test_pdf.h5").exists()]:
+    if failed := [cmd for cmd, pdf in runs if not pdf.exists()]:
         raise RuntimeError(f"{len(failed)} training runs failed, e.g. {' '.join(failed[0])}")
 
 
@@ -89,15 +89,18 @@ def main(argv=None) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     res = args.workdir / "results"
     out = args.out or args.workdir / "train-size"
-    runs, commands = {}, []
+    runs, missing = {}, []
     for fraction in args.fractions:
         for seed in args.seeds:
             own = res / "models" / args.model / f"fold{args.fold}" / f"seed{seed}"
             run = own if fraction == 1.0 and (own / "test_pdf.h5").exists() else out / f"f{fraction:g}" / f"seed{seed}"
             runs[fraction, seed] = run / "test_pdf.h5"
             if not runs[fraction, seed].exists():
-                commands.append(train_command(res, args.model, fraction, args.fold, seed, args.threads, run))
-    train_all(commands, args.jobs)
+                cmd = train_command(res, args.model, fraction, args.fold, seed, args.threads, run)
+                missing.append((cmd, runs[fraction, seed]))
+    train_all(missing, args.jobs)
+    model_cfg = yaml.safe_load((res / "config" / f"model-{args.model}.yaml").read_text())
+    estimate = point_estimate_of(model_cfg["models"][args.model].get("loss") or {})
     cfg = load_config(str(res / "config" / "reference.yaml"), sections=("reference", "survey", "zgrid", "evaluation"))
     threshold = cfg["evaluation"]["outlier_threshold"]
     reference, bands, zgrid = cfg["reference"], sort_bands(cfg["survey"]["bands"]), ZGrid.from_config(cfg["zgrid"])
@@ -109,9 +112,8 @@ def main(argv=None) -> int:
     photometry = read_photometry(mags, bands)
     extinction = extinction_for(reference, res / "survey" / "survey.json")
     fold_of = catalog["fold"].to_numpy()
-    rows = ["| fraction | training objects | test objects | CNN sigma_MAD per seed | CNN mean PDF of the seeds "]
-    rows[0] += "| reference sigma_MAD | p (CNN mean PDF better) |"
-    rows.append("|---|---|---|---|---|---|---|")
+    print("| fraction | training objects | test objects | CNN sigma_MAD per seed | CNN mean PDF of the seeds "
+          "| reference sigma_MAD | p (CNN mean PDF better) |\n|---|---|---|---|---|---|---|", flush=True)  # fmt: skip
     for fraction in args.fractions:
         keep = np.zeros(len(catalog), bool)
         keep[fold_of == args.fold] = True
@@ -119,19 +121,21 @@ def main(argv=None) -> int:
         ref = reference_fold(
             catalog[keep], photometry, args.fold, reference, bands, cfg["survey"]["mag_column"], extinction, zgrid
         )
-        z_spec = ref["z_spec"]
-        pdfs = [pdf_on(runs[fraction, seed], ref["object_id"]) for seed in args.seeds]
-        per_seed = [point_estimates(pdf, zgrid.edges)["z_phot"] for pdf in pdfs]
-        z_cnn = point_estimates(np.mean(pdfs, axis=0), zgrid.edges)["z_phot"]
         z_ref = point_estimates(ref["pdf"], zgrid.edges)["z_phot"]
-        sig = [point_metrics(delta_z(z, z_spec), threshold)["sigma_mad"] * 1e3 for z in (*per_seed, z_cnn, z_ref)]
-        test = paired_bootstrap(z_spec, z_ref, z_cnn, 10_000, 0, threshold)
-        rows.append(
-            f"| {fraction:g} | {int(keep.sum() - (fold_of == args.fold).sum())} | {len(z_spec)} "
+        ref_table = pd.DataFrame({"object_id": ref["object_id"], "z_spec": ref["z_spec"], "z_phot": z_ref})
+        members = [runs[fraction, seed] for seed in args.seeds]
+        tables = [z_phot_table([m], catalog, estimate) for m in members] + [z_phot_table(members, catalog, estimate)]
+        joined = [shared_objects(ref_table, t) for t in tables]
+        sig = [point_metrics(delta_z(j.z_phot_b, j.z_spec), threshold)["sigma_mad"] * 1e3 for j in joined]
+        sig.append(point_metrics(delta_z(z_ref, ref["z_spec"]), threshold)["sigma_mad"] * 1e3)
+        j = joined[-1]
+        test = paired_bootstrap(j.z_spec.to_numpy(), j.z_phot_a.to_numpy(), j.z_phot_b.to_numpy(), 10_000, 0, threshold)
+        print(
+            f"| {fraction:g} | {int(keep.sum() - (fold_of == args.fold).sum())} | {len(j)} "
             f"| {', '.join(f'{x:.2f}' for x in sig[:-2])}e-3 | {sig[-2]:.2f}e-3 | {sig[-1]:.2f}e-3 "
-            f"| {test['metrics']['sigma_mad']['p_value']:.4f} |"
+            f"| {test['metrics']['sigma_mad']['p_value']:.4f} |",
+            flush=True,
         )
-        print("\n".join(rows), flush=True)
     return 0
 
 
